@@ -1,0 +1,1 @@
+"""Reverse-ETL ops that push warehouse-computed changes to ChartMogul."""

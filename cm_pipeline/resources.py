@@ -1,0 +1,71 @@
+"""Thin Dagster resources that build the ChartMogul client and the warehouse engine."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy.engine import Engine
+
+from cm_pipeline.warehouse.connection import make_engine, redact, resolve_url
+
+DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"
+
+
+class ChartMogulResource(dg.ConfigurableResource):
+    """ChartMogul API access: key, base URL and the client-side limits every call goes through."""
+
+    api_key: str = Field(description="ChartMogul API key (from CHARTMOGUL_API_KEY). Never logged.")
+    base_url: str | None = Field(
+        default=None,
+        description="API base URL; when unset, CHARTMOGUL_BASE_URL, else https://api.chartmogul.com/v1.",
+    )
+    max_requests_per_second: float = Field(default=35.0, description="Client-side cap (the API allows 40).")
+    max_connections: int = Field(default=10, description="Concurrent requests cap (the API allows 20).")
+    connect_timeout: float = Field(default=5.0, description="Seconds to wait for a TCP connection.")
+    read_timeout: float = Field(default=60.0, description="Seconds to wait for a response.")
+    max_retry_seconds: float = Field(default=300.0, description="Total time one call may spend retrying.")
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or os.environ.get("CHARTMOGUL_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+    def get_client(self):
+        """A new client; all threads that share it share one rate limiter."""
+        from cm_pipeline.chartmogul import ChartMogulClient
+
+        return ChartMogulClient(
+            api_key=self.api_key,
+            base_url=self.resolved_base_url(),
+            max_requests_per_second=self.max_requests_per_second,
+            max_connections=self.max_connections,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_retry_seconds=self.max_retry_seconds,
+        )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The Postgres warehouse: `url`, else WAREHOUSE_URL, else the embedded default."""
+
+    url: str | None = Field(
+        default=None,
+        description="postgresql+psycopg2:// URL; when unset, WAREHOUSE_URL, else the embedded Postgres.",
+    )
+
+    def resolved_url(self) -> str:
+        return resolve_url(self.url)
+
+    def redacted_url(self) -> str:
+        return redact(self.resolved_url())
+
+    def get_engine(self) -> Engine:
+        return make_engine(self.resolved_url())
+
+
+def build_resources() -> dict:
+    """Resources for `Definitions`; secrets come only through EnvVar and are read at run time."""
+    return {
+        "chartmogul": ChartMogulResource(api_key=dg.EnvVar("CHARTMOGUL_API_KEY")),
+        "warehouse": WarehouseResource(),
+    }

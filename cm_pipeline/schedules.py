@@ -1,0 +1,3 @@
+"""Schedules for `Definitions`."""
+
+SCHEDULES: list = []

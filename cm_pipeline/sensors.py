@@ -1,0 +1,3 @@
+"""Sensors for `Definitions`."""
+
+SENSORS: list = []

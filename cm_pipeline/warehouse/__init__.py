@@ -1,0 +1,1 @@
+"""The Postgres warehouse: connection, table definitions and load SQL. Imports nothing from Dagster."""

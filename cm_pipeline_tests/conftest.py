@@ -1,0 +1,42 @@
+"""Shared fixtures: a real Postgres database for the session, and sandbox servers over real sockets."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from cm_pipeline_tests.pg import PostgresForTests
+
+TEST_API_KEY = "test-key-7f3a9c"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The real Postgres server used by this session (see cm_pipeline_tests/pg.py for how it is found)."""
+    pg = PostgresForTests()
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(scope="session")
+def warehouse_url(postgres):
+    """URL of a database created for this test session and dropped after it."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def engine(warehouse_url):
+    """A SQLAlchemy engine on the session's database."""
+    eng = sa.create_engine(warehouse_url, future=True)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def fresh_db(postgres):
+    """URL of a database of its own for one test, dropped after it."""
+    url = postgres.create_database("cm_t")
+    yield url
+    postgres.drop_database(url)
