@@ -1,0 +1,512 @@
+"""The ChartMogul HTTP client: one session owning auth, timeouts, retries and the shared rate limiter.
+
+Knows nothing of Dagster. Thread-safe: extraction calls `list_customers_page` from several threads
+on one client, so they all share one `RateLimiter` and one connection pool.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cm_pipeline.chartmogul.errors import (
+    APIError,
+    ChartMogulError,
+    TransportError,
+    UnprocessableEntityError,
+    error_from_response,
+    html_excerpt,
+    is_duplicate_external_id,
+    is_retriable,
+)
+from cm_pipeline.chartmogul.models import CUSTOM_ATTRIBUTE_TYPES, CreateResult, status_to_filter
+from cm_pipeline.chartmogul.pagination import CursorWalker, CustomerPage, page_from_body
+from cm_pipeline.chartmogul.ratelimit import RateLimiter
+
+DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"
+MAX_PER_PAGE = 200
+
+log = logging.getLogger("cm_pipeline.chartmogul")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("cm_pipeline")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+USER_AGENT = f"cm_pipeline/{_version()}"
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rand: float) -> float:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**(attempt-1))), with rand in [0, 1)."""
+    return rand * min(cap, base * (2 ** max(0, attempt - 1)))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    return max(0.0, seconds)
+
+
+def _safe_base_url(url: str) -> str:
+    """The base URL without any user:password@ part, for reprs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class ClientStats:
+    """Thread-safe request counters; `snapshot()` returns a plain dict."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.transport_errors = 0
+        self.retry_wait_seconds = 0.0
+        self.by_status: dict[str, int] = {}
+
+    def record_response(self, status: int) -> None:
+        with self._lock:
+            self.requests += 1
+            key = str(status)
+            self.by_status[key] = self.by_status.get(key, 0) + 1
+            if status == 429:
+                self.rate_limited += 1
+
+    def record_transport_error(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self.transport_errors += 1
+
+    def record_retry(self, wait: float) -> None:
+        with self._lock:
+            self.retries += 1
+            self.retry_wait_seconds += wait
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "rate_limited": self.rate_limited,
+                "by_status": dict(self.by_status),
+                "transport_errors": self.transport_errors,
+                "retry_wait_seconds": round(self.retry_wait_seconds, 3),
+            }
+
+
+class ChartMogulClient:
+    """ChartMogul Customers API client (HTTP Basic auth: the key as username, empty password)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        max_requests_per_second: float = 35,
+        max_connections: int = 10,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_retry_seconds: float = 300.0,
+        *,
+        max_attempts: int = 8,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ValueError("api_key: must be a non-empty string (set CHARTMOGUL_API_KEY)")
+        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https"):
+            raise ValueError(
+                "base_url: must be an http:// or https:// URL, e.g. https://api.chartmogul.com/v1"
+            )
+        if not urlsplit(base_url).hostname:
+            raise ValueError("base_url: has no host")
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+        ):
+            if not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
+        if not isinstance(max_retry_seconds, int | float) or max_retry_seconds < 0:
+            raise ValueError(f"max_retry_seconds: must be >= 0, got {max_retry_seconds!r}")
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts: must be an integer >= 1, got {max_attempts!r}")
+        if backoff_base <= 0 or backoff_max <= 0:
+            raise ValueError("backoff_base/backoff_max: must be positive")
+
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (float(connect_timeout), float(read_timeout))
+        self.max_retry_seconds = float(max_retry_seconds)
+        self.max_attempts = max_attempts
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self.limiter = RateLimiter(max_requests_per_second, max_connections)
+        self._stats = ClientStats()
+
+        session = requests.Session()
+        session.auth = (api_key, "")
+        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        session.trust_env = False  # no ~/.netrc or proxy credentials replacing ours
+        # max_retries=0: retries live in _request, around the rate limiter, so that every retry
+        # attempt takes a limiter slot again. urllib3's Retry inside the adapter would re-send
+        # without passing through the limiter and could burst past the API's 40 req/s and 20 conns.
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=max_connections, pool_block=True, max_retries=0
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        self._session = session
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (
+            f"ChartMogulClient(base_url={_safe_base_url(self.base_url)!r}, "
+            f"max_requests_per_second={self.limiter.max_requests_per_second:g}, "
+            f"max_connections={self.limiter.max_connections})"
+        )
+
+    def __enter__(self) -> ChartMogulClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    @property
+    def stats(self) -> dict:
+        """Counters since creation: requests, retries, rate_limited, by_status, transport_errors, limiter peaks."""
+        snap = self._stats.snapshot()
+        limiter = self.limiter.stats
+        snap["peak_in_flight"] = limiter["peak_in_flight"]
+        snap["limiter_wait_seconds"] = limiter["wait_seconds"]
+        return snap
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key in text else text
+
+    def _scrub_error(self, err: ChartMogulError) -> ChartMogulError:
+        err.message = self._scrub(err.message)
+        if err.details is not None:
+            raw = json.dumps(err.details, ensure_ascii=False, default=str)
+            if self._api_key in raw:
+                err.details = json.loads(self._scrub(raw))
+        err.args = (err.message,)
+        return err
+
+    def _send_once(self, method: str, path: str, params: dict | None, body: Any) -> Any:
+        """One HTTP exchange through the limiter; returns parsed JSON or raises a ChartMogulError."""
+        url = self.base_url + path
+        try:
+            with self.limiter.slot():
+                resp = self._session.request(
+                    method, url, params=params, json=body, timeout=self.timeout, allow_redirects=False
+                )
+                content = resp.content  # read the body while holding the slot
+        except requests.exceptions.SSLError as exc:
+            self._stats.record_transport_error()
+            raise TransportError(
+                f"TLS error: {type(exc).__name__}", kind="ssl", retriable=False, method=method, path=path
+            ) from None
+        except requests.exceptions.ConnectTimeout:
+            self._stats.record_transport_error()
+            raise TransportError(
+                f"connect timed out after {self.timeout[0]:g} s",
+                kind="connect_timeout",
+                method=method,
+                path=path,
+            ) from None
+        except requests.exceptions.ReadTimeout:
+            self._stats.record_transport_error()
+            raise TransportError(
+                f"no response within the {self.timeout[1]:g} s read timeout",
+                kind="timeout",
+                method=method,
+                path=path,
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            self._stats.record_transport_error()
+            reason = self._scrub(str(exc.args[0] if exc.args else exc))[:200]
+            raise TransportError(
+                f"connection failed or dropped ({type(exc).__name__}: {reason})", method=method, path=path
+            ) from None
+
+        status = resp.status_code
+        self._stats.record_response(status)
+        if 200 <= status < 300:
+            if not content.strip():
+                return {}
+            try:
+                return json.loads(content)
+            except ValueError:
+                # A 2xx whose body does not parse was cut short on the way: worth another attempt.
+                raise TransportError(
+                    f"HTTP {status} with an unreadable body: {html_excerpt(content.decode('utf-8', 'replace'), 80)!r}",
+                    kind="protocol",
+                    method=method,
+                    path=path,
+                ) from None
+        err = error_from_response(status, content, resp.headers.get("Content-Type"), method=method, path=path)
+        err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        raise self._scrub_error(err)
+
+    def _next_wait(self, err: ChartMogulError, attempt: int) -> float:
+        if err.retry_after is not None:
+            return err.retry_after
+        with self._rng_lock:
+            rand = self._rng.random()
+        return backoff_delay(attempt, self.backoff_base, self.backoff_max, rand)
+
+    def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
+        """Send with retries on 429/5xx/transport errors, bounded by max_attempts and max_retry_seconds."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send_once(method, path, params, body)
+            except ChartMogulError as err:
+                err.attempts = attempt
+                if not is_retriable(err):
+                    raise
+                wait = self._next_wait(err, attempt)
+                elapsed = time.monotonic() - started
+                what = (
+                    f"HTTP {err.status}"
+                    if err.status is not None
+                    else f"{getattr(err, 'kind', 'transport')} error"
+                )
+                if attempt >= self.max_attempts or elapsed + wait > self.max_retry_seconds:
+                    log.warning(
+                        "ChartMogul %s %s: %s, giving up after %d attempt(s) in %.1f s (retry budget %.0f s)",
+                        method,
+                        path,
+                        what,
+                        attempt,
+                        elapsed,
+                        self.max_retry_seconds,
+                        extra={
+                            "cm_method": method,
+                            "cm_path": path,
+                            "cm_status": err.status,
+                            "cm_attempt": attempt,
+                        },
+                    )
+                    raise
+                if err.status == 429 and err.retry_after is not None:
+                    self.limiter.pause(err.retry_after)  # every thread holds off, not just this one
+                self._stats.record_retry(wait)
+                log.log(
+                    logging.INFO if err.status == 429 else logging.WARNING,
+                    "ChartMogul %s %s: %s (%s), retry %d in %.2f s%s",
+                    method,
+                    path,
+                    what,
+                    err.message[:120],
+                    attempt,
+                    wait,
+                    " (Retry-After)" if err.retry_after is not None else "",
+                    extra={
+                        "cm_method": method,
+                        "cm_path": path,
+                        "cm_status": err.status,
+                        "cm_wait": wait,
+                        "cm_attempt": attempt,
+                    },
+                )
+                time.sleep(wait)
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _list_params(
+        status: str | None,
+        data_source_uuid: str | None,
+        external_id: str | None,
+        system: str | None,
+        per_page: int,
+        cursor: str | None,
+    ) -> dict:
+        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
+            raise ValueError(f"per_page: must be an integer from 1 to {MAX_PER_PAGE}, got {per_page!r}")
+        params: dict[str, Any] = {"per_page": per_page}
+        if status is not None:
+            params["status"] = status_to_filter(status)
+        for name, value in (
+            ("data_source_uuid", data_source_uuid),
+            ("external_id", external_id),
+            ("system", system),
+            ("cursor", cursor),
+        ):
+            if value is not None:
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"{name}: must be a non-empty string, got {value!r}")
+                params[name] = value
+        return params
+
+    def list_customers_page(
+        self,
+        *,
+        status: str | None = None,
+        data_source_uuid: str | None = None,
+        external_id: str | None = None,
+        system: str | None = None,
+        per_page: int = MAX_PER_PAGE,
+        cursor: str | None = None,
+        number: int = 1,
+    ) -> CustomerPage:
+        """One GET /customers request from `cursor` (None = first page); safe to call from many threads."""
+        params = self._list_params(status, data_source_uuid, external_id, system, per_page, cursor)
+        body = self._request("GET", "/customers", params=params)
+        return page_from_body(body, request_cursor=cursor, number=number)
+
+    def list_customers(
+        self,
+        *,
+        status: str | None = None,
+        data_source_uuid: str | None = None,
+        external_id: str | None = None,
+        system: str | None = None,
+        per_page: int = MAX_PER_PAGE,
+        cursor: str | None = None,
+    ) -> Iterator[CustomerPage]:
+        """Every page from `cursor` to the end; raises PaginationError rather than ever looping."""
+        base = self._list_params(status, data_source_uuid, external_id, system, per_page, cursor)
+        base.pop("cursor", None)
+
+        def fetch(page_cursor: str | None) -> Any:
+            params = dict(base)
+            if page_cursor is not None:
+                params["cursor"] = page_cursor
+            return self._request("GET", "/customers", params=params)
+
+        yield from CursorWalker(fetch, start_cursor=cursor)
+
+    def find_customers(self, *, external_id: str, data_source_uuid: str | None = None) -> list[dict]:
+        """Customers whose external_id (or a merged one) matches, optionally within one data source."""
+        found = []
+        for page in self.list_customers(external_id=external_id, data_source_uuid=data_source_uuid):
+            for entry in page.entries:
+                ids = [entry.get("external_id"), *(entry.get("external_ids") or [])]
+                sources = [entry.get("data_source_uuid"), *(entry.get("data_source_uuids") or [])]
+                if external_id in ids and (data_source_uuid is None or data_source_uuid in sources):
+                    found.append(entry)
+        return found
+
+    @staticmethod
+    def _uuid_path(uuid: str) -> str:
+        if not isinstance(uuid, str) or not uuid.strip():
+            raise ValueError(f"uuid: must be a non-empty customer UUID string, got {uuid!r}")
+        return "/customers/" + quote(uuid, safe="")
+
+    def retrieve_customer(self, uuid: str) -> dict:
+        """GET /customers/{uuid}; NotFoundError when it does not exist."""
+        return self._request("GET", self._uuid_path(uuid))
+
+    def create_customer(self, body: dict) -> CreateResult:
+        """POST /customers without ever making a duplicate.
+
+        A 422 "external_id already exists" — on the first attempt, or on a retry after the first
+        attempt was applied but its answer lost — resolves to the existing customer (created=False).
+        """
+        if not isinstance(body, dict):
+            raise ValueError(f"body: must be a dict, got {type(body).__name__}")
+        for name in ("data_source_uuid", "external_id"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise ValueError(f"body.{name}: required, must be a non-empty string, got {body.get(name)!r}")
+        try:
+            return CreateResult(self._request("POST", "/customers", body=body), created=True)
+        except UnprocessableEntityError as err:
+            if not is_duplicate_external_id(err):
+                raise
+            matches = self.find_customers(
+                external_id=body["external_id"], data_source_uuid=body["data_source_uuid"]
+            )
+            if len(matches) != 1:
+                raise
+            log.info(
+                "ChartMogul POST /customers: external_id already exists after %d attempt(s); using customer %s",
+                err.attempts,
+                matches[0].get("uuid"),
+            )
+            return CreateResult(matches[0], created=False)
+
+    def update_customer(self, uuid: str, body: dict) -> dict:
+        """PATCH /customers/{uuid}. Note `attributes` replaces ALL tags and custom attributes."""
+        if not isinstance(body, dict) or not body:
+            raise ValueError(f"body: must be a non-empty dict, got {body!r}")
+        return self._request("PATCH", self._uuid_path(uuid), body=body)
+
+    def add_custom_attributes(self, email: str, custom: list[dict]) -> list[dict]:
+        """POST /customers/attributes/custom: typed attributes on every customer with this email; returns entries."""
+        if not isinstance(email, str) or not email.strip():
+            raise ValueError(f"email: must be a non-empty string, got {email!r}")
+        if not isinstance(custom, list) or not custom:
+            raise ValueError(
+                f"custom: must be a non-empty list of {{type, key, value}} objects, got {custom!r}"
+            )
+        for i, attr in enumerate(custom):
+            if not isinstance(attr, dict):
+                raise ValueError(f"custom[{i}]: must be an object, got {type(attr).__name__}")
+            if attr.get("type") not in CUSTOM_ATTRIBUTE_TYPES:
+                raise ValueError(
+                    f"custom[{i}].type: {attr.get('type')!r} is not one of {', '.join(CUSTOM_ATTRIBUTE_TYPES)}"
+                )
+            if not isinstance(attr.get("key"), str) or not attr["key"]:
+                raise ValueError(f"custom[{i}].key: must be a non-empty string, got {attr.get('key')!r}")
+            if "value" not in attr:
+                raise ValueError(f"custom[{i}].value: missing")
+        result = self._request(
+            "POST", "/customers/attributes/custom", body={"email": email, "custom": custom}
+        )
+        entries = result.get("entries") if isinstance(result, dict) else None
+        if not isinstance(entries, list):
+            raise APIError(
+                "response has no 'entries' list",
+                status=200,
+                method="POST",
+                path="/customers/attributes/custom",
+            )
+        return entries
