@@ -60,3 +60,88 @@ def customers_ddl() -> list[str]:
         f"CREATE INDEX IF NOT EXISTS customers_email_idx ON {CUSTOMERS_TABLE} (lower(email))",
         f"CREATE INDEX IF NOT EXISTS customers_ds_external_idx ON {CUSTOMERS_TABLE} (data_source_uuid, external_id)",
     ]
+
+
+# ---- Extraction bookkeeping (owned by the loader; no reader outside cm_pipeline should depend on these) --
+
+STAGING_TABLE = f"{SCHEMA}._customers_staging"
+STAGING_SEQUENCE = f"{SCHEMA}._customers_staging_fetch_seq"
+PASSES_TABLE = f"{SCHEMA}._extract_passes"
+CHECKPOINTS_TABLE = f"{SCHEMA}._extract_checkpoints"
+REJECTS_TABLE = f"{SCHEMA}._extract_rejects"
+# Audit tables readers may query: every deletion verification, and every publish.
+DELETION_CHECKS_TABLE = f"{SCHEMA}.deletion_checks"
+PUBLISH_LOG_TABLE = f"{SCHEMA}.publish_log"
+
+# The staging table mirrors the data columns (same types, no constraints) plus where/when each row came.
+STAGING_COLUMN_NAMES: tuple[str, ...] = ("pass_id", "partition", *CUSTOMER_DATA_COLUMNS)
+
+
+def extraction_ddl() -> list[str]:
+    """Statements that create the staging, checkpoint and audit tables if they are missing."""
+    data_cols = ",\n    ".join(
+        f"{name} {ddl.replace(' NOT NULL PRIMARY KEY', '').replace(' NOT NULL', '')}"
+        for name, ddl in CUSTOMER_COLUMNS
+        if name in CUSTOMER_DATA_COLUMNS
+    )
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+        f"CREATE SEQUENCE IF NOT EXISTS {STAGING_SEQUENCE}",
+        f"""CREATE TABLE IF NOT EXISTS {PASSES_TABLE} (
+    pass_id bigserial PRIMARY KEY,
+    filters jsonb NOT NULL,
+    per_page integer NOT NULL,
+    state text NOT NULL CHECK (state IN ('running', 'published', 'abandoned')),
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    runs integer NOT NULL DEFAULT 1,
+    note text
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
+    pass_id bigint NOT NULL REFERENCES {PASSES_TABLE} (pass_id) ON DELETE CASCADE,
+    partition text NOT NULL,
+    cursor text,
+    pages integer NOT NULL DEFAULT 0,
+    customers bigint NOT NULL DEFAULT 0,
+    done boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pass_id, partition)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {STAGING_TABLE} (
+    fetch_seq bigint NOT NULL DEFAULT nextval('{STAGING_SEQUENCE}'),
+    pass_id bigint NOT NULL,
+    partition text NOT NULL,
+    {data_cols}
+)""",
+        f"CREATE INDEX IF NOT EXISTS _customers_staging_uuid_idx ON {STAGING_TABLE} (pass_id, uuid, fetch_seq)",
+        f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
+    pass_id bigint NOT NULL,
+    partition text NOT NULL,
+    uuid text,
+    error text NOT NULL,
+    entry text NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now()
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {DELETION_CHECKS_TABLE} (
+    uuid text NOT NULL,
+    pass_id bigint NOT NULL,
+    checked_at timestamptz NOT NULL DEFAULT now(),
+    http_status integer,
+    outcome text NOT NULL CHECK (outcome IN ('deleted', 'alive', 'error')),
+    message text
+)""",
+        f"CREATE INDEX IF NOT EXISTS deletion_checks_uuid_idx ON {DELETION_CHECKS_TABLE} (uuid, checked_at)",
+        f"""CREATE TABLE IF NOT EXISTS {PUBLISH_LOG_TABLE} (
+    pass_id bigint PRIMARY KEY,
+    published_at timestamptz NOT NULL DEFAULT now(),
+    row_count bigint NOT NULL,
+    live_count bigint NOT NULL,
+    seen integer NOT NULL,
+    inserted integer NOT NULL,
+    updated integer NOT NULL,
+    unchanged integer NOT NULL,
+    deleted integer NOT NULL,
+    undeleted integer NOT NULL,
+    filters jsonb NOT NULL
+)""",
+    ]

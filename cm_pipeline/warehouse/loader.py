@@ -1,0 +1,458 @@
+"""Staging, checkpoints and the one-transaction publish of chartmogul.customers.
+
+- Passes: a pass is one full walk of the customer list. Its partitions (one per status filter) each keep a
+  checkpoint row (next cursor, pages, customers, done). A new run resumes an unfinished pass with the same
+  filters instead of starting over, unless it is older than the resume window or a full refresh is asked.
+- Staging: each page is one COPY into chartmogul._customers_staging, committed in the SAME transaction as
+  its partition's checkpoint, so a checkpoint is never ahead of or behind its data.
+- Publish: one transaction dedupes staging by uuid (latest fetch wins), upserts only rows whose data
+  differ, marks verified deletions, logs the deletion checks and the publish, and closes the pass.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg2
+from sqlalchemy.engine import Engine
+
+from cm_pipeline.warehouse.locks import raw_connection
+from cm_pipeline.warehouse.mapping import (
+    FieldProblem,
+    RowRejected,
+    copy_line,
+    customer_copy_values,
+    map_customer,
+)
+from cm_pipeline.warehouse.schema import (
+    CHECKPOINTS_TABLE,
+    CUSTOMER_DATA_COLUMNS,
+    CUSTOMERS_TABLE,
+    DELETION_CHECKS_TABLE,
+    PASSES_TABLE,
+    PUBLISH_LOG_TABLE,
+    REJECTS_TABLE,
+    STAGING_COLUMN_NAMES,
+    STAGING_TABLE,
+    customers_ddl,
+    extraction_ddl,
+)
+
+VERIFY_PARTITION = "_verified"  # staging rows fetched by GET /customers/{uuid} during deletion checks
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create the customers table and the extraction bookkeeping tables if they are missing."""
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            # Serialise concurrent DDL (CREATE ... IF NOT EXISTS is not race-free).
+            cur.execute("SELECT pg_advisory_xact_lock(17229, 2)")
+            for statement in [*customers_ddl(), *extraction_ddl()]:
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+# ---- passes and checkpoints ----------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    partition: str
+    cursor: str | None = None
+    pages: int = 0
+    customers: int = 0
+    done: bool = False
+
+
+@dataclass
+class Pass:
+    pass_id: int
+    filters: dict
+    per_page: int
+    resumed: bool
+    checkpoints: dict[str, Checkpoint]
+    note: str = ""
+
+
+def open_pass(
+    engine: Engine,
+    *,
+    filters: dict,
+    partitions: Sequence[str],
+    per_page: int,
+    full_refresh: bool = False,
+    resume_max_age: timedelta = timedelta(hours=24),
+) -> Pass:
+    """Resume the unfinished pass with the same filters, or start a fresh one (truncating staging).
+
+    The caller must hold the refresh lock.
+    """
+    filters = {**filters, "partitions": list(partitions)}
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT pass_id, filters, per_page, now() - started_at FROM {PASSES_TABLE}"
+                " WHERE state = 'running' ORDER BY pass_id DESC"
+            )
+            running = cur.fetchall()
+            resume_id, reason = None, ""
+            for pass_id, old_filters, old_per_page, age in running:
+                if full_refresh:
+                    why = f"full refresh asked: pass {pass_id} discarded"
+                elif resume_id is not None:
+                    why = f"superseded by pass {resume_id}"
+                elif old_filters != filters or old_per_page != per_page:
+                    why = f"pass {pass_id} had other filters or per_page; started a fresh pass"
+                elif age > resume_max_age:
+                    why = f"pass {pass_id} is older than the resume window ({resume_max_age}); started a fresh pass"
+                else:
+                    resume_id = pass_id
+                    continue
+                reason = reason or why
+                cur.execute(
+                    f"UPDATE {PASSES_TABLE} SET state = 'abandoned', finished_at = now(), note = %s"
+                    " WHERE pass_id = %s",
+                    (why, pass_id),
+                )
+            if resume_id is not None:
+                cur.execute(f"UPDATE {PASSES_TABLE} SET runs = runs + 1 WHERE pass_id = %s", (resume_id,))
+                cur.execute(
+                    f"SELECT partition, cursor, pages, customers, done FROM {CHECKPOINTS_TABLE}"
+                    " WHERE pass_id = %s",
+                    (resume_id,),
+                )
+                checkpoints = {row[0]: Checkpoint(*row) for row in cur.fetchall()}
+                conn.commit()
+                return Pass(resume_id, filters, per_page, True, checkpoints, f"resumed pass {resume_id}")
+            cur.execute(f"TRUNCATE {STAGING_TABLE}")
+            cur.execute(
+                f"DELETE FROM {REJECTS_TABLE} WHERE pass_id NOT IN (SELECT pass_id FROM {PASSES_TABLE} WHERE state = 'published')"
+            )
+            cur.execute(
+                f"INSERT INTO {PASSES_TABLE} (filters, per_page, state) VALUES (%s, %s, 'running') RETURNING pass_id",
+                (json.dumps(filters), per_page),
+            )
+            pass_id = cur.fetchone()[0]
+            cur.executemany(
+                f"INSERT INTO {CHECKPOINTS_TABLE} (pass_id, partition) VALUES (%s, %s)",
+                [(pass_id, p) for p in partitions],
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    return Pass(pass_id, filters, per_page, False, {p: Checkpoint(p) for p in partitions}, reason)
+
+
+# ---- staging writer -------------------------------------------------------------------------------
+
+
+@dataclass
+class PageOutcome:
+    """What one page's load did: rows staged, entries rejected, field problems met."""
+
+    staged: int = 0
+    rejected: list[str] = field(default_factory=list)
+    problems: list[FieldProblem] = field(default_factory=list)
+
+
+_STAGING_COPY = f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMN_NAMES)}) FROM STDIN"
+
+
+class StagingWriter:
+    """Loads pages into staging over its own connection: one COPY + checkpoint update per transaction."""
+
+    def __init__(self, engine: Engine, pass_id: int, partition: str):
+        self.pass_id = pass_id
+        self.partition = partition
+        self._conn = raw_connection(engine)
+        self._prefix = f"{pass_id}\t{partition}\t"
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> StagingWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _encode(self, entries: Iterable[Any], outcome: PageOutcome) -> list[tuple[str, str, Any]]:
+        lines = []
+        for entry in entries:
+            try:
+                row, problems = map_customer(entry)
+            except RowRejected as exc:
+                outcome.rejected.append(str(exc))
+                lines.append((None, str(exc), entry))
+                continue
+            outcome.problems.extend(problems)
+            lines.append((row["uuid"], self._prefix + copy_line(customer_copy_values(row)), entry))
+        return lines
+
+    def write_page(self, entries: Sequence[Any], next_cursor: str | None, has_more: bool) -> PageOutcome:
+        """Stage a page's entries and move the partition's checkpoint past it, atomically."""
+        outcome = PageOutcome()
+        lines = self._encode(entries, outcome)
+        try:
+            with self._conn.cursor() as cur:
+                self._copy(cur, lines, outcome)
+                cur.execute(
+                    f"UPDATE {CHECKPOINTS_TABLE} SET cursor = %s, pages = pages + 1,"
+                    " customers = customers + %s, done = %s, updated_at = now()"
+                    " WHERE pass_id = %s AND partition = %s",
+                    (next_cursor, outcome.staged, not has_more, self.pass_id, self.partition),
+                )
+                if cur.rowcount != 1:
+                    raise RuntimeError(
+                        f"checkpoint for pass {self.pass_id} partition {self.partition!r} is missing"
+                    )
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        return outcome
+
+    def stage_entries(self, entries: Sequence[Any]) -> PageOutcome:
+        """Stage entries with no checkpoint (e.g. customers re-fetched while verifying deletions)."""
+        outcome = PageOutcome()
+        lines = self._encode(entries, outcome)
+        try:
+            with self._conn.cursor() as cur:
+                self._copy(cur, lines, outcome)
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        return outcome
+
+    def restart_partition(self) -> None:
+        """Forget this partition's staged rows and checkpoint (its saved cursor was refused)."""
+        with self._conn.cursor() as cur:
+            cur.execute(
+                f"DELETE FROM {STAGING_TABLE} WHERE pass_id = %s AND partition = %s",
+                (self.pass_id, self.partition),
+            )
+            cur.execute(
+                f"UPDATE {CHECKPOINTS_TABLE} SET cursor = NULL, pages = 0, customers = 0, done = false,"
+                " updated_at = now() WHERE pass_id = %s AND partition = %s",
+                (self.pass_id, self.partition),
+            )
+        self._conn.commit()
+
+    def mark_done(self) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(
+                f"UPDATE {CHECKPOINTS_TABLE} SET done = true, updated_at = now()"
+                " WHERE pass_id = %s AND partition = %s",
+                (self.pass_id, self.partition),
+            )
+        self._conn.commit()
+
+    def _copy(self, cur, lines: list[tuple[str | None, str, Any]], outcome: PageOutcome) -> None:
+        good = [line for uuid, line, _ in lines if uuid is not None]
+        if good:
+            cur.execute("SAVEPOINT page")
+            try:
+                cur.copy_expert(_STAGING_COPY, io.BytesIO("".join(good).encode("utf-8")))
+                outcome.staged += len(good)
+            except psycopg2.DataError:
+                # One value Postgres refuses must not sink the page: retry row by row, keep the rest.
+                cur.execute("ROLLBACK TO SAVEPOINT page")
+                for uuid, line, entry in lines:
+                    if uuid is None:
+                        continue
+                    cur.execute("SAVEPOINT row")
+                    try:
+                        cur.copy_expert(_STAGING_COPY, io.BytesIO(line.encode("utf-8")))
+                        outcome.staged += 1
+                    except psycopg2.DataError as exc:
+                        cur.execute("ROLLBACK TO SAVEPOINT row")
+                        message = (exc.pgerror or str(exc)).strip().splitlines()[0]
+                        outcome.rejected.append(f"customer {uuid}: Postgres refused the row: {message}")
+                        self._reject(cur, uuid, message, entry)
+        for uuid, message, entry in lines:
+            if uuid is None:
+                self._reject(cur, None, message, entry)
+
+    def _reject(self, cur, uuid: str | None, error: str, entry: Any) -> None:
+        cur.execute(
+            f"INSERT INTO {REJECTS_TABLE} (pass_id, partition, uuid, error, entry) VALUES (%s, %s, %s, %s, %s)",
+            (self.pass_id, self.partition, uuid, error, json.dumps(entry, ensure_ascii=True, default=repr)),
+        )
+
+
+# ---- deletions -----------------------------------------------------------------------------------
+
+
+def deletion_candidates(engine: Engine, pass_id: int, filters: dict, limit: int) -> list[str]:
+    """Live published uuids the pass did not stage, within the pass's filters (at most `limit`)."""
+    clauses, params = [], {"pass_id": pass_id, "limit": limit}
+    if filters.get("data_source_uuid"):
+        # Broad on purpose: verifying a customer outside the filter only costs a GET, never a false delete.
+        clauses.append("(c.data_source_uuid = %(ds)s OR coalesce(c.data_source_uuids, '[]'::jsonb) ? %(ds)s)")
+        params["ds"] = filters["data_source_uuid"]
+    if filters.get("system"):
+        clauses.append("c.billing_system_type = %(system)s")
+        params["system"] = filters["system"]
+    where = "".join(f" AND {c}" for c in clauses)
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT c.uuid FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NULL{where}"
+                f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %(pass_id)s AND s.uuid = c.uuid)"
+                " ORDER BY c.uuid LIMIT %(limit)s",
+                params,
+            )
+            return [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class DeletionCheck:
+    """The answer to GET /customers/{uuid} for a customer the pass did not see."""
+
+    uuid: str
+    outcome: str  # "deleted" (404), "alive" (200), "error" (anything else)
+    http_status: int | None
+    message: str | None = None
+
+
+# ---- publish -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PublishResult:
+    seen: int
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    undeleted: int
+    row_count: int
+    live_count: int
+    total_mrr_cents: int
+
+
+_DATA_COLS = ", ".join(CUSTOMER_DATA_COLUMNS)
+_UPDATABLE = [c for c in CUSTOMER_DATA_COLUMNS if c != "uuid"]
+
+
+def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) -> PublishResult:
+    """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass."""
+    differs = " OR ".join(f"c.{col} IS DISTINCT FROM EXCLUDED.{col}" for col in _UPDATABLE)
+    assignments = ", ".join(f"{col} = EXCLUDED.{col}" for col in _UPDATABLE)
+    deleted_uuids = [c.uuid for c in checks if c.outcome == "deleted"]
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '256MB'")
+            cur.execute(
+                f"SELECT state, filters FROM {PASSES_TABLE} WHERE pass_id = %s FOR UPDATE", (pass_id,)
+            )
+            state, filters = cur.fetchone()
+            if state != "running":
+                raise RuntimeError(f"pass {pass_id} is {state}, not running: nothing to publish")
+            cur.execute(
+                "CREATE TEMP TABLE _latest ON COMMIT DROP AS"
+                f" SELECT DISTINCT ON (uuid) {_DATA_COLS} FROM {STAGING_TABLE}"
+                " WHERE pass_id = %s ORDER BY uuid, fetch_seq DESC",
+                (pass_id,),
+            )
+            seen = cur.rowcount
+            cur.execute(
+                f"SELECT count(*) FROM {CUSTOMERS_TABLE} c JOIN _latest l USING (uuid) WHERE c.deleted_at IS NOT NULL"
+            )
+            undeleted = cur.fetchone()[0]
+            cur.execute(
+                f"WITH up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
+                f" SELECT {_DATA_COLS}, now(), now(), NULL FROM _latest"
+                f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
+                f" WHERE c.deleted_at IS NOT NULL OR {differs}"
+                " RETURNING (xmax = 0) AS inserted)"
+                " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+            )
+            inserted, updated = cur.fetchone()
+            deleted = 0
+            if deleted_uuids:
+                cur.execute(
+                    f"UPDATE {CUSTOMERS_TABLE} c SET deleted_at = now(), synced_at = now()"
+                    " WHERE c.uuid = ANY(%s) AND c.deleted_at IS NULL"
+                    " AND NOT EXISTS (SELECT 1 FROM _latest l WHERE l.uuid = c.uuid)",
+                    (deleted_uuids,),
+                )
+                deleted = cur.rowcount
+            if checks:
+                cur.executemany(
+                    f"INSERT INTO {DELETION_CHECKS_TABLE} (uuid, pass_id, http_status, outcome, message)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    [(c.uuid, pass_id, c.http_status, c.outcome, c.message) for c in checks],
+                )
+            cur.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE deleted_at IS NULL),"
+                f" coalesce(sum(mrr) FILTER (WHERE deleted_at IS NULL), 0) FROM {CUSTOMERS_TABLE}"
+            )
+            row_count, live_count, total_mrr = cur.fetchone()
+            unchanged = seen - inserted - updated
+            cur.execute(
+                f"INSERT INTO {PUBLISH_LOG_TABLE} (pass_id, row_count, live_count, seen, inserted, updated,"
+                " unchanged, deleted, undeleted, filters) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    pass_id,
+                    row_count,
+                    live_count,
+                    seen,
+                    inserted,
+                    updated,
+                    unchanged,
+                    deleted,
+                    undeleted,
+                    json.dumps(filters),
+                ),
+            )
+            cur.execute(
+                f"UPDATE {PASSES_TABLE} SET state = 'published', finished_at = now() WHERE pass_id = %s",
+                (pass_id,),
+            )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    return PublishResult(
+        seen=seen,
+        inserted=inserted,
+        updated=updated,
+        unchanged=unchanged,
+        deleted=deleted,
+        undeleted=undeleted,
+        row_count=row_count,
+        live_count=live_count,
+        total_mrr_cents=int(total_mrr),
+    )
+
+
+def clear_staging(engine: Engine, pass_id: int) -> None:
+    """Drop a published pass's staged rows (the next pass truncates anyway; this frees space early)."""
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT 1 FROM {PASSES_TABLE} WHERE state = 'running'")
+            if cur.fetchone() is None:
+                cur.execute(f"TRUNCATE {STAGING_TABLE}")
+            else:
+                cur.execute(f"DELETE FROM {STAGING_TABLE} WHERE pass_id = %s", (pass_id,))
+        conn.commit()
+    finally:
+        conn.close()

@@ -1,0 +1,292 @@
+"""Pure mapping of a ChartMogul customer entry to a `chartmogul.customers` row, and COPY text encoding.
+
+Rules:
+- Every column is derived from the entry; the entry itself is kept verbatim in `raw`, so a field the API
+  adds later is never an error and never lost.
+- A field whose value cannot be coerced to its column type is stored as NULL and reported as a
+  `FieldProblem` naming the customer, the field and what is wrong; the rest of the row is kept.
+- An entry that is not an object, or has no usable `uuid`, cannot be stored (uuid is the key): it raises
+  `RowRejected`, and the caller records it without sinking the other rows of the page.
+- Postgres text and jsonb cannot hold NUL (U+0000) nor lone UTF-16 surrogates: both are replaced by
+  U+FFFD (the Unicode replacement character) in columns and in `raw`, and reported as a problem.
+  Everything else (quotes, backslashes, tabs, newlines, SQL metacharacters, any Unicode) round-trips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
+
+REPLACEMENT = "\ufffd"
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+# Column -> keys tried in order in the entry. The API spells some fields with hyphens; official clients
+# (and some examples) use underscores, which are accepted as a fallback.
+TEXT_SOURCES: dict[str, tuple[str, ...]] = {
+    "uuid": ("uuid",),
+    "external_id": ("external_id",),
+    "data_source_uuid": ("data_source_uuid",),
+    "name": ("name",),
+    "email": ("email",),
+    "company": ("company",),
+    "status": ("status",),
+    "country": ("country",),
+    "state": ("state",),
+    "city": ("city",),
+    "zip": ("zip",),
+    "currency": ("currency",),
+    "currency_sign": ("currency-sign", "currency_sign"),
+    "billing_system_type": ("billing-system-type", "billing_system_type"),
+    "billing_system_url": ("billing-system-url", "billing_system_url"),
+    "chartmogul_url": ("chartmogul-url", "chartmogul_url"),
+    "owner": ("owner",),
+    "website_url": ("website_url", "website-url"),
+}
+TIMESTAMP_SOURCES: dict[str, tuple[str, ...]] = {
+    "customer_since": ("customer-since", "customer_since"),
+    "lead_created_at": ("lead_created_at", "lead-created-at"),
+    "free_trial_started_at": ("free_trial_started_at", "free-trial-started-at"),
+}
+INTEGER_SOURCES: dict[str, tuple[str, ...]] = {"id": ("id",), "mrr": ("mrr",), "arr": ("arr",)}
+# jsonb columns: (where, key, expected python type). where "top" = the entry, "attributes" = entry.attributes
+JSON_SOURCES: dict[str, tuple[str, str, type]] = {
+    "external_ids": ("top", "external_ids", list),
+    "data_source_uuids": ("top", "data_source_uuids", list),
+    "address": ("top", "address", dict),
+    "tags": ("attributes", "tags", list),
+    "custom_attributes": ("attributes", "custom", dict),
+    "stripe": ("attributes", "stripe", dict),
+}
+
+
+class RowRejected(ValueError):
+    """The entry cannot be stored at all (not an object, or no usable uuid)."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A value that could not be stored as its column type; the column is NULL, `raw` keeps the value."""
+
+    uuid: str
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"customer {self.uuid}: field {self.field!r} {self.problem}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def clean_text(value: str) -> str:
+    """`value` with NUL and lone surrogates replaced by U+FFFD (Postgres stores neither)."""
+    return _BAD_CHARS.sub(REPLACEMENT, value)
+
+
+def _clean_json(value: Any) -> Any:
+    """A copy of a JSON value with every string (keys included) passed through `clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k) if isinstance(k, str) else k: _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def dump_json(value: Any) -> tuple[str, bool]:
+    """Compact JSON text Postgres jsonb accepts, and whether characters had to be replaced.
+
+    NaN/Infinity (not JSON) are replaced by null.
+    """
+    try:
+        text = _dump(value)
+    except ValueError:  # NaN / Infinity somewhere
+        return dump_json(_replace_nonfinite(value))
+    if "\\u0000" in text or _BAD_CHARS.search(text):  # rare: look closer (may be a literal backslash-u)
+        cleaned = _clean_json(value)
+        return _dump(cleaned), cleaned != value
+    return text, False
+
+
+def _replace_nonfinite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _replace_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_nonfinite(v) for v in value]
+    return value
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from an RFC 3339 / ISO 8601 string; None for None or ''.
+
+    A value without an offset is taken as UTC. Raises ValueError naming the problem.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"is not a timestamp string: {_short(value)}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"is not an RFC 3339 timestamp: {_short(value)}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_integer(value: Any) -> int | None:
+    """An int from an integer, an integral float or an integral numeric string; None for None.
+
+    Raises ValueError naming the problem (booleans, fractions, text, out of bigint range).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"is a boolean, not an integer: {_short(value)}")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"is not a whole number: {_short(value)}")
+        result = int(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            raise ValueError(f"is not a number: {_short(value)}") from None
+        return parse_integer(number)
+    else:
+        raise ValueError(f"is not a number: {_short(value)}")
+    if not -(2**63) <= result < 2**63:
+        raise ValueError(f"is out of the bigint range: {_short(value)}")
+    return result
+
+
+def _pick(entry: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
+    for key in keys:
+        if key in entry:
+            return key, entry[key]
+    return keys[0], None
+
+
+def entry_uuid(entry: Any) -> str:
+    """The entry's uuid, or RowRejected naming the problem."""
+    if not isinstance(entry, dict):
+        raise RowRejected(f"entry is not a JSON object: {_short(entry)}")
+    value = entry.get("uuid")
+    if not isinstance(value, str) or not value.strip():
+        raise RowRejected(f"entry has no usable 'uuid' (got {_short(value)}): cannot be keyed")
+    if _BAD_CHARS.search(value):
+        raise RowRejected(f"entry 'uuid' contains NUL or invalid characters: {_short(value)}")
+    return value
+
+
+def map_customer(entry: Any) -> tuple[dict[str, Any], list[FieldProblem]]:
+    """Column name -> value for every CUSTOMER_DATA_COLUMNS column, plus the problems met.
+
+    Values: str for text, int for bigint, aware datetime for timestamptz, JSON text for jsonb.
+    """
+    uuid = entry_uuid(entry)
+    problems: list[FieldProblem] = []
+    row: dict[str, Any] = {}
+
+    for column, keys in TEXT_SOURCES.items():
+        key, value = _pick(entry, keys)
+        if value is None or isinstance(value, str):
+            pass
+        elif isinstance(value, (bool, dict, list)):
+            problems.append(FieldProblem(uuid, key, f"is not text: {_short(value)}; stored NULL"))
+            value = None
+        else:  # numbers: their text is unambiguous
+            value = str(value)
+        if value is not None and _BAD_CHARS.search(value):
+            problems.append(FieldProblem(uuid, key, "contains NUL or lone surrogates; replaced by U+FFFD"))
+            value = clean_text(value)
+        row[column] = value
+
+    for column, keys in TIMESTAMP_SOURCES.items():
+        key, value = _pick(entry, keys)
+        try:
+            row[column] = parse_timestamp(value)
+        except ValueError as exc:
+            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
+            row[column] = None
+
+    for column, keys in INTEGER_SOURCES.items():
+        key, value = _pick(entry, keys)
+        try:
+            row[column] = parse_integer(value)
+        except ValueError as exc:
+            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
+            row[column] = None
+
+    attributes = entry.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
+        attributes = None
+    for column, (where, key, expected) in JSON_SOURCES.items():
+        source = entry if where == "top" else (attributes or {})
+        value = source.get(key)
+        label = key if where == "top" else f"attributes.{key}"
+        if value is not None and not isinstance(value, expected):
+            kind = "an array" if expected is list else "an object"
+            problems.append(FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL"))
+            value = None
+        if value is None:
+            row[column] = None
+        else:
+            row[column], replaced = dump_json(value)
+            if replaced:
+                problems.append(
+                    FieldProblem(uuid, label, "contains NUL or lone surrogates; replaced by U+FFFD")
+                )
+
+    row["raw"], _ = dump_json(entry)
+    return row, problems
+
+
+# ---- COPY text format ---------------------------------------------------------------------------
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+
+
+def copy_field(value: Any) -> str:
+    """One value in Postgres COPY text format (NULL is \\N)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
+
+
+def copy_line(values: list | tuple) -> str:
+    """One COPY text line (with its newline) for `values`."""
+    return "\t".join([copy_field(v) for v in values]) + "\n"
+
+
+def customer_copy_values(row: dict[str, Any]) -> list[Any]:
+    """The row's values in CUSTOMER_DATA_COLUMNS order."""
+    return [row[c] for c in CUSTOMER_DATA_COLUMNS]
