@@ -1,0 +1,72 @@
+"""`python -m cm_pipeline.sandbox`: serve the sandbox until SIGINT/SIGTERM; first stdout line is
+`SANDBOX_READY http://HOST:PORT/v1`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from cm_pipeline.sandbox.app import SandboxServer
+from cm_pipeline.sandbox.process import READY_PREFIX
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m cm_pipeline.sandbox", description="Local ChartMogul-compatible API."
+    )
+    p.add_argument("--port", type=int, default=0, help="port to listen on (0 = pick a free one)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--customers", type=int, default=1000, help="number of seeded customers")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--api-key", default=None, help="accepted API key (default: any non-empty key)")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--rate-limit", type=int, default=None, help="requests per second before 429")
+    p.add_argument(
+        "--retry-after", type=float, default=None, help="Retry-After seconds on 429 (default: absent)"
+    )
+    p.add_argument("--max-connections", type=int, default=None, help="in-flight requests above this get 503")
+    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument(
+        "--fault-kinds", default="500,502,503,504", help="comma list of 500,502,503,504,520,524,html500,drop"
+    )
+    p.add_argument("--fault-phase", default="before", choices=("before", "after"))
+    p.add_argument("--fault-methods", default="GET,POST,PATCH,PUT,DELETE")
+    p.add_argument("--fault-seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = time.perf_counter()
+    try:
+        server = SandboxServer(
+            customers=a.customers, seed=a.seed, api_key=a.api_key, port=a.port, host=a.host,
+            latency_ms=a.latency_ms, rate_limit_rps=a.rate_limit, retry_after=a.retry_after,
+            max_connections=a.max_connections, fault_rate=a.fault_rate, fault_kinds=a.fault_kinds,
+            fault_phase=a.fault_phase, fault_methods=a.fault_methods, fault_seed=a.fault_seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server.start()
+    print(f"{READY_PREFIX}{server.base_url}", flush=True)
+    print(
+        f"sandbox: {a.customers} customers (seed {a.seed}) ready in {time.perf_counter() - started:.2f}s "
+        f"at {server.base_url}; Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

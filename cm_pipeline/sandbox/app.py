@@ -1,0 +1,76 @@
+"""SandboxServer: the sandbox in this process, served from a background thread."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cm_pipeline.sandbox.control import SandboxControl
+from cm_pipeline.sandbox.faults import Knobs, validated_knobs
+from cm_pipeline.sandbox.server import SandboxHTTPServer
+from cm_pipeline.sandbox.store import Store
+
+
+class SandboxServer:
+    """A ChartMogul-compatible API on 127.0.0.1 (threaded). Knobs: see cm_pipeline.sandbox.faults.Knobs."""
+
+    def __init__(
+        self,
+        customers: int = 50,
+        seed: int = 1,
+        api_key: str | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        **knobs: Any,
+    ):
+        self.customers = customers
+        self.seed = seed
+        self.host = host
+        self.port = port
+        self._api_key = api_key
+        self._knobs = validated_knobs(Knobs(), knobs)
+        self.store: Store | None = None
+        self._httpd: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"SandboxServer(customers={self.customers}, seed={self.seed}, port={self.port})"
+
+    def start(self) -> SandboxServer:
+        if self._httpd is not None:
+            return self
+        self.store = Store(self.customers, self.seed)
+        self._httpd = SandboxHTTPServer((self.host, self.port), self.store, self._knobs, self._api_key)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="cm-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def control(self) -> SandboxControl:
+        return SandboxControl(self.base_url)
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_until(self, event: threading.Event) -> None:
+        event.wait()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

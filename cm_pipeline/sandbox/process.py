@@ -1,0 +1,128 @@
+"""SandboxProcess: the sandbox in a child process (`python -m cm_pipeline.sandbox`), same API as SandboxServer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from cm_pipeline.sandbox.control import SandboxControl
+from cm_pipeline.sandbox.faults import KNOB_NAMES, Knobs, validated_knobs
+
+READY_PREFIX = "SANDBOX_READY "
+
+
+def cli_args(customers: int, seed: int, api_key: str | None, port: int, host: str, knobs: dict) -> list[str]:
+    args = ["--port", str(port), "--customers", str(customers), "--seed", str(seed), "--host", host]
+    if api_key is not None:
+        args += ["--api-key", api_key]
+    k = validated_knobs(Knobs(), knobs)
+    flags = {
+        "latency_ms": "--latency-ms", "rate_limit_rps": "--rate-limit", "retry_after": "--retry-after",
+        "max_connections": "--max-connections", "fault_rate": "--fault-rate", "fault_kinds": "--fault-kinds",
+        "fault_phase": "--fault-phase", "fault_methods": "--fault-methods", "fault_seed": "--fault-seed",
+    }  # fmt: skip
+    for name in KNOB_NAMES:
+        if name in knobs and knobs[name] is not None:
+            value = getattr(k, name)
+            args += [flags[name], ",".join(value) if isinstance(value, list) else str(value)]
+    return args
+
+
+class SandboxProcess:
+    """Runs the sandbox as a subprocess on a free port; start() returns once /_sandbox/health answers."""
+
+    def __init__(
+        self,
+        customers: int = 100_000,
+        seed: int = 1,
+        api_key: str | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 180.0,
+        **knobs: Any,
+    ):
+        self.customers = customers
+        self.seed = seed
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self._args = cli_args(customers, seed, api_key, port, host, knobs)
+        self._proc: subprocess.Popen | None = None
+        self._base_url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SandboxProcess(customers={self.customers}, seed={self.seed}, port={self.port})"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> SandboxProcess:
+        if self._proc is not None:
+            return self
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "cm_pipeline.sandbox", *self._args],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        line_box: list[str] = []
+        reader = threading.Thread(target=lambda: line_box.append(self._proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.startup_timeout)
+        line = line_box[0].strip() if line_box else ""
+        if not line.startswith(READY_PREFIX):
+            code = self._proc.poll()
+            self.stop()
+            raise RuntimeError(f"sandbox process did not start (exit code {code}, first line {line!r})")
+        self._base_url = line[len(READY_PREFIX) :]
+        self.port = int(self._base_url.rsplit(":", 1)[1].split("/", 1)[0])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.control.health()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+        # Keep draining stdout so the child can never block on a full pipe.
+        threading.Thread(target=self._proc.stdout.read, daemon=True).start()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("sandbox process not started")
+        return self._base_url
+
+    @property
+    def control(self) -> SandboxControl:
+        return SandboxControl(self.base_url)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if proc.stdout:
+            proc.stdout.close()
+
+    def __enter__(self) -> SandboxProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

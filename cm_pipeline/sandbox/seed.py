@@ -1,0 +1,201 @@
+"""Seeded synthetic customers: reproducible for a seed, realistic mix, hostile text on purpose."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+
+from cm_pipeline.sandbox.validation import COUNTRIES, US_STATES
+
+# The reference pages' data source is always present (a Custom source) so their examples replay as-is.
+DOCS_DATA_SOURCE = "ds_fef05d54-47b4-431b-aed2-eb6b9e545430"
+
+DATA_SOURCES: tuple[tuple[str, str, str], ...] = (
+    # (uuid, name, billing system)
+    (DOCS_DATA_SOURCE, "Custom import", "Custom"),
+    ("ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0001", "Stripe EU", "Stripe"),
+    ("ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0002", "Stripe US", "Stripe"),
+    ("ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0003", "Recurly", "Recurly"),
+    ("ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0004", "Chargebee", "Chargebee"),
+    ("ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0005", "Braintree", "Braintree"),
+    ("ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0006", "CRM import", "Custom"),
+)
+_DS_WEIGHTS = (10, 25, 20, 15, 12, 8, 10)
+
+# Account-wide custom attribute definitions of the seeded account (key -> type).
+SEED_DEFINITIONS: dict[str, str] = {
+    "CAC": "Integer",
+    "utmCampaign": "String",
+    "convertedAt": "Timestamp",
+    "pro": "Boolean",
+    "salesRep": "String",
+    "channel": "String",
+    "healthScore": "Decimal",
+    "seats": "Integer",
+}
+
+STATUSES = (
+    "Active",
+    "Past Due",
+    "Cancelled",
+    "New Lead",
+    "Working Lead",
+    "Qualified Lead",
+    "Unqualified Lead",
+)
+_STATUS_WEIGHTS = (45, 5, 20, 12, 8, 6, 4)
+
+FIRST = ("Anna", "Ben", "Chloé", "Dmitri", "Émile", "Fatima", "György", "Hiro", "Inés", "Jürgen", "Kai",
+         "Lena", "Mateo", "Nnamdi", "Olga", "Priya", "Quinn", "Rosa", "Søren", "Tomás", "李", "Ζωή")  # fmt: skip
+LAST = ("Smith", "O'Brien", "García", "Müller", "Nguyen", "Kowalski", "D'Angelo", "Østergaard", "田中",
+        "Schmidt", "Rossi", "Silva", "Novák", "Hernández", "Çelik", "Ivanov")  # fmt: skip
+COMPANY_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Pied Piper", "Stark", "Wayne",
+                 "Tyrell", "Soylent", "Cyberdyne", "Vandelay", "Wonka", "Aperture")  # fmt: skip
+COMPANY_SUFFIX = ("Inc", "Ltd", "GmbH", "S.A.", "LLC", "Co", "AG", "BV", "株式会社", "SARL")
+# Text that breaks naive CSV/COPY/SQL/JSON handling.
+ODD_TEXT = (
+    "Robert'); DROP TABLE customers;--",
+    'The "Quoted" Company',
+    "Back\\slash \\N Ltd",
+    "Tab\there & new\nline",
+    "100% off; -- $$ dollar $$",
+    "🚀 Rocket Émoji 😀",
+    "東京ソフト株式会社",
+    "Zoë's Café, Inc.",
+    "null",
+    "\\N",
+    "semi;colon|pipe,comma",
+    "  leading and trailing  ",
+)
+TAGS = ("engage", "unit loss", "discountable", "vip", "high-value", "churn-risk", "enterprise", "smb",
+        "webinar", "trial", "Prio1", "important", "ünïcødé", "emoji-🎉", "quote'tag", 'dq"tag',
+        "semi;colon", "back\\slash")  # fmt: skip
+CAMPAIGNS = ("social media 1", "newsletter", "google ads", "partner", "webinar-2024", "ß-campaign")
+REPS = ("Gabi", "Mike", "Anna", "Jürgen", "O'Neil", "Zoë")
+CHANNELS = ("Facebook", "Twitter", "Google", "Referral", "Direct", "LinkedIn")
+CITIES_US = (("Nowhereville", "AK"), ("New York", "NY"), ("San Francisco", "CA"), ("Austin", "TX"),
+             ("Seattle", "WA"), ("Boston", "MA"), ("Chicago", "IL"), ("Denver", "CO"))  # fmt: skip
+CITIES_OTHER = (("Berlin", "DE"), ("London", "GB"), ("Paris", "FR"), ("Tokyo", "JP"), ("São Paulo", "BR"),
+                ("Zürich", "CH"), ("Kraków", "PL"), ("Madrid", "ES"))  # fmt: skip
+SHARED_EMAIL_POOL = 40  # a few percent of customers share one of these addresses
+
+_NOW = 1_735_689_600  # 2025-01-01T00:00:00Z: seeded timestamps are all before this, so always "in the past"
+_EPOCH_2018 = 1_514_764_800
+
+
+def _ts(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch))
+
+
+def _since(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
+
+
+def chartmogul_url(cid: int, label: str | None) -> str:
+    slug = "_".join((label or "customer").split())[:40] or "customer"
+    return f"https://app.chartmogul.com/#/customers/{cid}-{slug}"
+
+
+def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
+    """Yield `count` customer documents (retrieve shape) for `seed`; ids first_id, first_id+1, ..."""
+    rng = random.Random(seed)
+    ds_choices = rng.choices(range(len(DATA_SOURCES)), weights=_DS_WEIGHTS, k=count)
+    status_choices = rng.choices(STATUSES, weights=_STATUS_WEIGHTS, k=count)
+    rand = rng.random
+    randint = rng.randint
+    choice = rng.choice
+    getrandbits = rng.getrandbits
+    for i in range(count):
+        cid = first_id + i
+        ds_uuid, _, system = DATA_SOURCES[ds_choices[i]]
+        status = status_choices[i]
+        is_lead = status.endswith("Lead")
+        cuuid = "cus_" + str(uuidlib.UUID(int=getrandbits(128), version=4))
+        if system == "Stripe":
+            external_id = f"cus_{getrandbits(48):012x}{i:x}"
+        else:
+            external_id = f"{system.lower()}_{seed}_{i}"
+        first, last = choice(FIRST), choice(LAST)
+        roll = rand()
+        if roll < 0.04:
+            name = choice(ODD_TEXT)
+        else:
+            name = f"{first} {last}"
+        company = choice(ODD_TEXT) if roll > 0.96 else f"{choice(COMPANY_WORDS)} {choice(COMPANY_SUFFIX)}"
+        if rand() < 0.03:
+            k = randint(0, SHARED_EMAIL_POOL - 1)
+            email = f"billing{k}@shared.example.com" if rand() < 0.7 else f"Billing{k}@Shared.Example.com"
+        else:
+            email = f"user{seed}.{i}@example.com"
+        if rand() < 0.7:
+            city, state = choice(CITIES_US)
+            country = "US"
+            address = {"address_zip": f"{randint(501, 99950):05d}", "city": city,
+                       "state": US_STATES[state], "country": COUNTRIES["US"]}  # fmt: skip
+        else:
+            city, country = choice(CITIES_OTHER)
+            state = None
+            address = {"address_zip": str(randint(1000, 99999)), "city": city, "state": None,
+                       "country": COUNTRIES.get(country, country)}  # fmt: skip
+        zip_code = address["address_zip"]
+        lead_at = _EPOCH_2018 + randint(0, _NOW - _EPOCH_2018 - 86400 * 60)
+        lead_created_at = _ts(lead_at) if (is_lead or rand() < 0.5) else None
+        trial = _ts(lead_at + randint(0, 86400 * 30)) if rand() < 0.4 else None
+        if is_lead:
+            mrr, customer_since = 0, None
+        else:
+            customer_since = _since(lead_at + randint(86400, 86400 * 45))
+            mrr = 0 if status == "Cancelled" else randint(10, 5000) * 100 + choice((0, 0, 50, 99))
+        ntags = randint(0, 3)
+        tags = rng.sample(TAGS, ntags) if ntags else []
+        custom: dict = {}
+        if rand() < 0.8:
+            custom["CAC"] = randint(0, 2000)
+            custom["channel"] = choice(CHANNELS)
+        if rand() < 0.5:
+            custom["utmCampaign"] = choice(CAMPAIGNS)
+            custom["pro"] = rand() < 0.5
+        if rand() < 0.4:
+            custom["convertedAt"] = _ts(lead_at + randint(0, 86400 * 90))
+            custom["healthScore"] = round(rand() * 100, 2)
+        if rand() < 0.3:
+            custom["salesRep"] = choice(REPS)
+            custom["seats"] = randint(1, 500)
+        if system == "Stripe":
+            stripe = {"uid": randint(1, 10**6), "coupon": rand() < 0.2}
+            billing_url = f"https://dashboard.stripe.com/customers/{external_id}"
+        else:
+            stripe = {}
+            billing_url = None
+        yield {
+            "id": cid,
+            "uuid": cuuid,
+            "external_id": external_id,
+            "external_ids": [external_id],
+            "data_source_uuid": ds_uuid,
+            "data_source_uuids": [ds_uuid],
+            "name": name,
+            "email": email,
+            "company": company,
+            "status": status,
+            "lead_created_at": lead_created_at,
+            "free_trial_started_at": trial if (trial and lead_created_at) else None,
+            "customer-since": customer_since,
+            "zip": zip_code,
+            "city": city,
+            "state": state,
+            "country": country,
+            "address": address,
+            "attributes": {"tags": tags, "custom": custom, "stripe": stripe},
+            "mrr": mrr,
+            "arr": mrr * 12,
+            "billing-system-type": system,
+            "billing-system-url": billing_url,
+            "chartmogul-url": chartmogul_url(cid, company),
+            "currency": "USD",
+            "currency-sign": "$",
+            "owner": "owner@example.com" if rand() < 0.1 else None,
+            "website_url": f"https://www.example{i % 997}.com" if rand() < 0.3 else None,
+        }
