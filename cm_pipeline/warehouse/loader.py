@@ -194,6 +194,12 @@ class StagingWriter:
                 outcome.rejected.append(str(exc))
                 lines.append((None, str(exc), entry))
                 continue
+            except Exception as exc:  # one unmappable entry must not sink the page
+                uuid = entry.get("uuid") if isinstance(entry, dict) else None
+                message = f"customer {uuid}: could not be mapped ({type(exc).__name__}: {exc})"
+                outcome.rejected.append(message)
+                lines.append((None, message, entry))
+                continue
             outcome.problems.extend(problems)
             lines.append((row["uuid"], self._prefix + copy_line(customer_copy_values(row)), entry))
         return lines

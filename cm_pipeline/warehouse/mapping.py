@@ -113,8 +113,9 @@ def dump_json(value: Any) -> tuple[str, bool]:
     """
     try:
         text = _dump(value)
-    except ValueError:  # NaN / Infinity somewhere
-        return dump_json(_replace_nonfinite(value))
+    except ValueError:  # NaN / Infinity somewhere (anything else fails again and propagates)
+        value = _replace_nonfinite(value)
+        text = _dump(value)
     if "\\u0000" in text or _BAD_CHARS.search(text):  # rare: look closer (may be a literal backslash-u)
         cleaned = _clean_json(value)
         return _dump(cleaned), cleaned != value
@@ -145,11 +146,11 @@ def parse_timestamp(value: Any) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise ValueError(f"is not an RFC 3339 timestamp: {_short(value)}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def parse_integer(value: Any) -> int | None:

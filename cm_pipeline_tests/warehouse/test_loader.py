@@ -1,0 +1,226 @@
+"""Staging, checkpoints, resume bookkeeping and the one-transaction publish, against a real Postgres."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import psycopg2
+import pytest
+import sqlalchemy as sa
+
+from cm_pipeline.warehouse.loader import (
+    DeletionCheck,
+    StagingWriter,
+    ensure_tables,
+    open_pass,
+    publish,
+)
+from cm_pipeline.warehouse.locks import AdvisoryLock, RefreshAlreadyRunning
+from cm_pipeline.warehouse.schema import CUSTOMER_COLUMN_NAMES
+from cm_pipeline_tests.warehouse.reference_examples import LIST_EXAMPLE, TRICKY_STRINGS
+
+PARTS = ["Active", "Cancelled"]
+
+
+@pytest.fixture
+def db(fresh_db):
+    eng = sa.create_engine(fresh_db, future=True)
+    ensure_tables(eng)
+    yield eng
+    eng.dispose()
+
+
+def customer(uuid: str, **fields) -> dict:
+    return {**LIST_EXAMPLE, "uuid": uuid, "id": abs(hash(uuid)) % 10**6, **fields}
+
+
+def load(engine, pages_by_partition: dict[str, list[list[dict]]], checks=(), **open_kw):
+    """Run one pass over hand-made pages and publish it."""
+    p = open_pass(engine, filters={}, partitions=list(pages_by_partition), per_page=200, **open_kw)
+    for partition, pages in pages_by_partition.items():
+        with StagingWriter(engine, p.pass_id, partition) as w:
+            for i, page in enumerate(pages):
+                more = i < len(pages) - 1
+                w.write_page(page, f"{partition}-c{i + 1}" if more else None, more)
+    return p, publish(engine, p.pass_id, checks)
+
+
+def table(engine) -> dict[str, dict]:
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT *, xmin::text AS _xmin FROM chartmogul.customers")).mappings().all()
+    return {r["uuid"]: dict(r) for r in rows}
+
+
+def test_tricky_strings_round_trip_exactly(db):
+    entries = []
+    for i, s in enumerate(TRICKY_STRINGS):
+        entries.append(
+            customer(
+                f"cus_tricky_{i}",
+                name=s,
+                company=s,
+                attributes={"tags": [s, "x"], "custom": {s or "empty": s, "n": i}, "stripe": {}},
+            )
+        )
+    _, result = load(db, {"Active": [entries]})
+    assert result.inserted == len(TRICKY_STRINGS)
+    got = table(db)
+    for i, s in enumerate(TRICKY_STRINGS):
+        row = got[f"cus_tricky_{i}"]
+        assert row["name"] == s and row["company"] == s
+        assert row["tags"] == [s, "x"]
+        assert row["custom_attributes"] == {s or "empty": s, "n": i}
+        assert row["raw"] == entries[i]
+
+
+def test_counts_and_unchanged_rows_are_not_rewritten(db):
+    a, b, c = customer("cus_a"), customer("cus_b"), customer("cus_c")
+    _, first = load(db, {"Active": [[a, b], [c]], "Cancelled": [[]]})
+    assert (first.inserted, first.updated, first.unchanged, first.seen) == (3, 0, 0, 3)
+    before = table(db)
+
+    changed = {**b, "mrr": 4200}
+    new = customer("cus_d")
+    _, second = load(db, {"Active": [[a, changed, c, new]], "Cancelled": [[]]})
+    assert (second.inserted, second.updated, second.unchanged) == (1, 1, 2)
+    after = table(db)
+    for uuid in ("cus_a", "cus_c"):  # same tuple version: not rewritten
+        assert after[uuid]["_xmin"] == before[uuid]["_xmin"]
+        assert after[uuid]["synced_at"] == before[uuid]["synced_at"]
+    assert after["cus_b"]["mrr"] == 4200 and after["cus_b"]["synced_at"] > before["cus_b"]["synced_at"]
+    assert after["cus_b"]["first_seen_at"] == before["cus_b"]["first_seen_at"]
+    assert second.row_count == 4 and second.total_mrr_cents == 3000 * 3 + 4200
+
+
+def test_a_customer_seen_in_two_partitions_is_stored_once_with_the_latest_fetch(db):
+    old = customer("cus_moved", status="Active", mrr=3000)
+    newer = customer("cus_moved", status="Cancelled", mrr=0)
+    p = open_pass(db, filters={}, partitions=PARTS, per_page=200)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        w.write_page([old], None, False)
+    with StagingWriter(db, p.pass_id, "Cancelled") as w:
+        w.write_page([newer], None, False)
+    result = publish(db, p.pass_id)
+    assert result.seen == 1 and result.inserted == 1
+    row = table(db)["cus_moved"]
+    assert (row["status"], row["mrr"]) == ("Cancelled", 0)
+
+
+def test_only_a_verified_404_marks_deleted_and_a_reappearing_customer_is_undeleted(db):
+    load(db, {"Active": [[customer("cus_gone"), customer("cus_flaky"), customer("cus_stays")]]})
+    checks = [
+        DeletionCheck("cus_gone", "deleted", 404, "Customer not found"),
+        DeletionCheck("cus_flaky", "error", 500, "Internal Server Error"),
+    ]
+    _, result = load(db, {"Active": [[customer("cus_stays")]]}, checks=checks)
+    assert result.deleted == 1
+    rows = table(db)
+    assert rows["cus_gone"]["deleted_at"] is not None
+    assert rows["cus_flaky"]["deleted_at"] is None
+    assert rows["cus_gone"]["raw"] == customer("cus_gone")  # the row is kept, only flagged
+    with db.connect() as c:
+        audit = c.execute(
+            sa.text("SELECT uuid, http_status, outcome FROM chartmogul.deletion_checks ORDER BY uuid")
+        ).all()
+    assert [tuple(r) for r in audit] == [("cus_flaky", 500, "error"), ("cus_gone", 404, "deleted")]
+
+    _, back = load(db, {"Active": [[customer("cus_gone"), customer("cus_flaky"), customer("cus_stays")]]})
+    assert back.undeleted == 1 and back.updated == 1
+    assert table(db)["cus_gone"]["deleted_at"] is None
+
+
+def test_a_failed_publish_leaves_the_table_exactly_as_it_was(db):
+    load(db, {"Active": [[customer("cus_1"), customer("cus_2")]]})
+    before = table(db)
+    p = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        w.write_page([customer("cus_1", mrr=1), customer("cus_3")], None, False)
+    # The audit insert violates its CHECK after the upsert ran inside the transaction.
+    with pytest.raises(psycopg2.IntegrityError):
+        publish(db, p.pass_id, [DeletionCheck("cus_2", "bogus-outcome", 404)])
+    assert table(db) == before
+    with db.connect() as c:
+        assert (
+            c.execute(
+                sa.text("SELECT state FROM chartmogul._extract_passes WHERE pass_id = :p"), {"p": p.pass_id}
+            ).scalar()
+            == "running"
+        )
+
+
+def test_checkpoints_advance_with_their_page_and_a_pass_resumes(db):
+    p = open_pass(db, filters={"system": None}, partitions=PARTS, per_page=50)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        w.write_page([customer("cus_p1")], "cur-1", True)
+        w.write_page([customer("cus_p2")], "cur-2", True)
+    again = open_pass(db, filters={"system": None}, partitions=PARTS, per_page=50)
+    assert again.resumed and again.pass_id == p.pass_id
+    cp = again.checkpoints["Active"]
+    assert (cp.cursor, cp.pages, cp.customers, cp.done) == ("cur-2", 2, 2, False)
+    assert not again.checkpoints["Cancelled"].done
+
+    other = open_pass(db, filters={"system": "Stripe"}, partitions=PARTS, per_page=50)
+    assert not other.resumed and other.pass_id != p.pass_id and "other filters" in other.note
+    with db.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM chartmogul._customers_staging")).scalar() == 0
+        states = dict(c.execute(sa.text("SELECT pass_id, state FROM chartmogul._extract_passes")).all())
+    assert states == {p.pass_id: "abandoned", other.pass_id: "running"}
+
+    full = open_pass(db, filters={"system": "Stripe"}, partitions=PARTS, per_page=50, full_refresh=True)
+    assert not full.resumed and "full refresh" in full.note
+    stale = open_pass(
+        db, filters={"system": "Stripe"}, partitions=PARTS, per_page=50, resume_max_age=timedelta(0)
+    )
+    assert not stale.resumed and "resume window" in stale.note
+
+
+def test_an_unstorable_entry_is_rejected_and_recorded_without_sinking_the_page(db):
+    p = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        outcome = w.write_page([customer("cus_ok"), {"name": "no uuid"}, "not an object"], None, False)
+    assert outcome.staged == 1 and len(outcome.rejected) == 2
+    publish(db, p.pass_id)
+    assert set(table(db)) == {"cus_ok"}
+    with db.connect() as c:
+        rejects = c.execute(sa.text("SELECT error, entry FROM chartmogul._extract_rejects")).all()
+    assert len(rejects) == 2 and json.loads(rejects[0][1]) == {"name": "no uuid"}
+
+
+def test_a_value_postgres_refuses_sinks_only_its_row(db):
+    # Simulate a column Postgres is stricter about than the mapping: mrr as a 32-bit integer in staging.
+    with db.begin() as c:
+        c.execute(sa.text("ALTER TABLE chartmogul._customers_staging ALTER COLUMN mrr TYPE integer"))
+    p = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        outcome = w.write_page(
+            [customer("cus_small"), customer("cus_huge", mrr=2**40), customer("cus_x")], "c", True
+        )
+    assert outcome.staged == 2 and "cus_huge" in outcome.rejected[0] and "out of range" in outcome.rejected[0]
+    with db.connect() as c:
+        cp = c.execute(sa.text("SELECT pages, customers, cursor FROM chartmogul._extract_checkpoints")).one()
+    assert tuple(cp) == (1, 2, "c")
+
+
+def test_the_advisory_lock_blocks_a_second_holder(db):
+    with AdvisoryLock(db) as first:
+        assert first.held
+        with pytest.raises(RefreshAlreadyRunning, match="pid \\d+ holds advisory lock"):
+            AdvisoryLock(db).acquire()
+    with AdvisoryLock(db) as again:  # released on exit
+        assert again.held
+
+
+def test_table_columns_are_the_agreed_ones(db):
+    with db.connect() as c:
+        cols = (
+            c.execute(
+                sa.text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema='chartmogul'"
+                    " AND table_name='customers' ORDER BY ordinal_position"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert tuple(cols) == CUSTOMER_COLUMN_NAMES
