@@ -1,0 +1,408 @@
+"""One extraction pass: walk the customer list (one partition per status, concurrently), stage every page,
+verify the customers the pass did not see, and publish. No Dagster here: the asset and the benchmark
+both call `run_extraction`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+
+from cm_pipeline.chartmogul.errors import BadRequestError, ChartMogulError, NotFoundError
+from cm_pipeline.chartmogul.models import STATUS_FILTERS, filter_to_status
+from cm_pipeline.warehouse.loader import (
+    VERIFY_PARTITION,
+    DeletionCheck,
+    Pass,
+    PublishResult,
+    StagingWriter,
+    clear_staging,
+    deletion_candidates,
+    ensure_tables,
+    open_pass,
+    publish,
+)
+from cm_pipeline.warehouse.locks import AdvisoryLock
+
+ALL_PARTITION = "all"  # the single partition of an unpartitioned (single-cursor) pass
+MAX_PROBLEMS_LOGGED = 20
+
+
+class Log(Protocol):
+    def info(self, msg: str) -> Any: ...
+    def warning(self, msg: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """What one extraction run does (the asset's run config maps onto this)."""
+
+    per_page: int = 200
+    max_workers: int = 7
+    data_source_uuid: str | None = None
+    system: str | None = None
+    partition_by_status: bool = True
+    full_refresh: bool = False
+    resume_max_age: timedelta = timedelta(hours=24)
+    verify_deletions: bool = True
+    max_deletion_checks: int = 10_000
+    progress_interval: float = 3.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.per_page, bool)
+            or not isinstance(self.per_page, int)
+            or not 1 <= self.per_page <= 200
+        ):
+            raise ValueError(f"per_page: must be an integer from 1 to 200, got {self.per_page!r}")
+        if not isinstance(self.max_workers, int) or not 1 <= self.max_workers <= 16:
+            raise ValueError(f"max_workers: must be an integer from 1 to 16, got {self.max_workers!r}")
+        for name in ("data_source_uuid", "system"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name}: must be a non-empty string or unset, got {value!r}")
+        if self.max_deletion_checks < 0:
+            raise ValueError(f"max_deletion_checks: must be >= 0, got {self.max_deletion_checks!r}")
+        if self.progress_interval <= 0:
+            raise ValueError(f"progress_interval: must be positive, got {self.progress_interval!r}")
+
+    @property
+    def partitions(self) -> list[str]:
+        return list(STATUS_FILTERS) if self.partition_by_status else [ALL_PARTITION]
+
+    @property
+    def filters(self) -> dict:
+        return {"data_source_uuid": self.data_source_uuid, "system": self.system}
+
+
+@dataclass
+class PartitionProgress:
+    partition: str
+    state: str = "waiting"  # waiting | running | done | failed | stopped
+    pages: int = 0  # pages fetched by this run
+    customers: int = 0  # entries staged by this run
+    resumed_pages: int = 0  # pages staged by earlier runs of this pass
+    resumed_customers: int = 0
+    status_mismatches: int = 0  # entries whose status is not the partition's
+
+
+@dataclass
+class ExtractResult:
+    """Everything the run did, for the asset's metadata and the benchmark."""
+
+    pass_id: int
+    resumed: bool
+    note: str
+    pages: int
+    customers_fetched: int
+    rejected: int
+    field_problems: int
+    status_mismatches: int
+    deletion_candidates: int
+    verified_alive: int
+    verification_errors: int
+    publish: PublishResult
+    duration_seconds: float
+    partitions: dict[str, PartitionProgress] = field(default_factory=dict)
+    requests: dict = field(default_factory=dict)
+
+
+class _Progress:
+    """Shared counters, updated by workers; only the main thread logs."""
+
+    def __init__(self, partitions: list[str]):
+        self.lock = threading.Lock()
+        self.parts = {p: PartitionProgress(p) for p in partitions}
+        self.messages: list[str] = []  # rejected rows and field problems, the first MAX_PROBLEMS_LOGGED
+        self.rejected_count = 0
+        self.problem_count = 0
+        self.logged = 0  # how many messages were logged already
+        self.started = time.monotonic()
+
+    def totals(self) -> tuple[int, int]:
+        with self.lock:
+            return sum(p.pages for p in self.parts.values()), sum(p.customers for p in self.parts.values())
+
+    def line(self, client=None) -> str:
+        pages, customers = self.totals()
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        with self.lock:
+            parts = ", ".join(
+                f"{p.partition} {p.state} {p.pages + p.resumed_pages}p/{p.customers + p.resumed_customers}c"
+                for p in self.parts.values()
+            )
+        http = ""
+        if client is not None:
+            stats = client.stats
+            http = f"; HTTP {stats['requests']} requests, {stats['retries']} retries, {stats['rate_limited']} x 429"
+        return (
+            f"extract: {pages} pages, {customers} customers in {elapsed:.1f} s "
+            f"({customers / elapsed:.0f} customers/s, {pages / elapsed:.1f} pages/s){http} | {parts}"
+        )
+
+
+def run_extraction(client, engine: Engine, options: ExtractOptions, log: Log) -> ExtractResult:
+    """Hold the refresh lock, run (or resume) a pass, verify deletions, publish; return what happened."""
+    started = time.monotonic()
+    requests_before = client.stats
+    with AdvisoryLock(engine):
+        ensure_tables(engine)
+        the_pass = open_pass(
+            engine,
+            filters=options.filters,
+            partitions=options.partitions,
+            per_page=options.per_page,
+            full_refresh=options.full_refresh,
+            resume_max_age=options.resume_max_age,
+        )
+        log.info(
+            f"extract: pass {the_pass.pass_id} "
+            + (
+                f"resumed ({the_pass.note})"
+                if the_pass.resumed
+                else f"started{f' ({the_pass.note})' if the_pass.note else ''}"
+            )
+            + f"; partitions {', '.join(options.partitions)}; per_page {options.per_page}; "
+            f"filters {({k: v for k, v in options.filters.items() if v}) or 'none'}"
+        )
+        progress = _Progress(options.partitions)
+        _walk(client, engine, options, the_pass, progress, log)
+        log.info(progress.line(client).replace("extract:", "extract: pass complete:", 1))
+
+        checks: list[DeletionCheck] = []
+        candidates: list[str] = []
+        if options.verify_deletions:
+            candidates = deletion_candidates(
+                engine, the_pass.pass_id, the_pass.filters, options.max_deletion_checks + 1
+            )
+            if len(candidates) > options.max_deletion_checks:
+                log.warning(
+                    f"extract: more than {options.max_deletion_checks} published customers were not seen by this "
+                    f"pass; verifying the first {options.max_deletion_checks} only, the rest stay untouched "
+                    "until a later run (raise max_deletion_checks to verify more at once)"
+                )
+                candidates = candidates[: options.max_deletion_checks]
+            if candidates:
+                log.info(f"extract: verifying {len(candidates)} customer(s) this pass did not see")
+                checks = _verify(client, engine, the_pass.pass_id, candidates, options, progress, log)
+        result = publish(engine, the_pass.pass_id, checks)
+        clear_staging(engine, the_pass.pass_id)
+
+    requests_after = client.stats
+    pages, customers = progress.totals()
+    duration = time.monotonic() - started
+    outcome = ExtractResult(
+        pass_id=the_pass.pass_id,
+        resumed=the_pass.resumed,
+        note=the_pass.note,
+        pages=pages,
+        customers_fetched=customers,
+        rejected=progress.rejected_count,
+        field_problems=progress.problem_count,
+        status_mismatches=sum(p.status_mismatches for p in progress.parts.values()),
+        deletion_candidates=len(candidates),
+        verified_alive=sum(1 for c in checks if c.outcome == "alive"),
+        verification_errors=sum(1 for c in checks if c.outcome == "error"),
+        publish=result,
+        duration_seconds=duration,
+        partitions=progress.parts,
+        requests={
+            "requests": requests_after["requests"] - requests_before["requests"],
+            "retries": requests_after["retries"] - requests_before["retries"],
+            "rate_limited": requests_after["rate_limited"] - requests_before["rate_limited"],
+        },
+    )
+    log.info(
+        f"extract: published pass {outcome.pass_id} in {duration:.1f} s: {result.inserted} inserted, "
+        f"{result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted, "
+        f"{result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
+    )
+    return outcome
+
+
+def _walk(
+    client, engine: Engine, options: ExtractOptions, the_pass: Pass, progress: _Progress, log: Log
+) -> None:
+    """Walk every unfinished partition concurrently; log progress from this thread; fail fast."""
+    stop = threading.Event()
+    for name, cp in the_pass.checkpoints.items():
+        part = progress.parts[name]
+        part.resumed_pages, part.resumed_customers = cp.pages, cp.customers
+        if cp.done:
+            part.state = "done"
+    todo = [name for name in options.partitions if not the_pass.checkpoints[name].done]
+    if not todo:
+        return
+    workers = min(options.max_workers, len(todo))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cm-extract")
+    futures: dict[Future, str] = {}
+    try:
+        for name in todo:
+            fut = pool.submit(_walk_partition, client, engine, options, the_pass, name, progress, stop)
+            futures[fut] = name
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=options.progress_interval, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                exc = fut.exception()
+                if exc is not None:
+                    stop.set()
+                    raise exc
+                log.info(
+                    f"extract: partition {futures[fut]} done ({progress.parts[futures[fut]].pages} pages this run)"
+                )
+            _log_problems(progress, log)
+            if pending:
+                log.info(progress.line(client))
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        _log_problems(progress, log)
+    if progress.rejected_count or progress.problem_count:
+        log.warning(
+            f"extract: {progress.rejected_count} entries rejected (see chartmogul._extract_rejects), "
+            f"{progress.problem_count} field values stored as NULL or cleaned (raw keeps them)"
+        )
+
+
+def _log_problems(progress: _Progress, log: Log) -> None:
+    """Log the (bounded) rejected rows and field problems not logged yet."""
+    with progress.lock:
+        lines, progress.logged = progress.messages[progress.logged :], len(progress.messages)
+    for line in lines:
+        log.warning(f"extract: {line}")
+
+
+def _walk_partition(
+    client,
+    engine: Engine,
+    options: ExtractOptions,
+    the_pass: Pass,
+    name: str,
+    progress: _Progress,
+    stop: threading.Event,
+) -> None:
+    part = progress.parts[name]
+    checkpoint = the_pass.checkpoints[name]
+    status = None if name == ALL_PARTITION else name
+    expected_status = filter_to_status(status) if status else None
+    with progress.lock:
+        part.state = "running"
+    try:
+        with StagingWriter(engine, the_pass.pass_id, name) as writer:
+            cursor = checkpoint.cursor
+            while True:
+                try:
+                    _walk_pages(
+                        client, options, status, expected_status, cursor, writer, part, progress, stop
+                    )
+                    break
+                except BadRequestError as exc:
+                    if cursor is None or part.pages > 0:
+                        raise
+                    # The saved cursor was refused (expired?): redo this partition from its start.
+                    progress_note = f"partition {name}: saved cursor refused ({exc.message}); restarting it"
+                    with progress.lock:
+                        progress.messages.append(progress_note)
+                        part.resumed_pages = part.resumed_customers = 0
+                    writer.restart_partition()
+                    cursor = None
+        with progress.lock:
+            part.state = "stopped" if stop.is_set() and part.state == "running" else "done"
+    except BaseException:
+        with progress.lock:
+            part.state = "failed"
+        raise
+
+
+def _walk_pages(client, options, status, expected_status, cursor, writer, part, progress, stop) -> None:
+    for page in client.list_customers(
+        status=status,
+        data_source_uuid=options.data_source_uuid,
+        system=options.system,
+        per_page=options.per_page,
+        cursor=cursor,
+    ):
+        outcome = writer.write_page(page.entries, page.cursor, page.has_more)
+        mismatches = (
+            sum(1 for e in page.entries if e.get("status") != expected_status) if expected_status else 0
+        )
+        with progress.lock:
+            part.pages += 1
+            part.customers += outcome.staged
+            part.status_mismatches += mismatches
+            progress.rejected_count += len(outcome.rejected)
+            progress.problem_count += len(outcome.problems)
+            room = MAX_PROBLEMS_LOGGED - len(progress.messages)
+            if room > 0 and (outcome.rejected or outcome.problems):
+                news = [*outcome.rejected, *(str(p) for p in outcome.problems)]
+                progress.messages.extend(news[:room])
+        if stop.is_set() and page.has_more:
+            return  # another partition failed or the run was interrupted; the checkpoint is saved
+    writer.mark_done()
+
+
+def _verify(
+    client,
+    engine: Engine,
+    pass_id: int,
+    uuids: list[str],
+    options: ExtractOptions,
+    progress: _Progress,
+    log: Log,
+) -> list[DeletionCheck]:
+    """GET each unseen customer (concurrently, through the client's limiter); stage the ones still alive."""
+
+    def check(uuid: str) -> tuple[DeletionCheck, dict | None]:
+        try:
+            entry = client.retrieve_customer(uuid)
+        except NotFoundError as exc:
+            return DeletionCheck(uuid, "deleted", 404, exc.message), None
+        except ChartMogulError as exc:
+            return DeletionCheck(
+                uuid, "error", exc.status, f"{type(exc).__name__}: {exc.message}"[:500]
+            ), None
+        if not isinstance(entry, dict) or entry.get("uuid") != uuid:
+            return DeletionCheck(uuid, "error", 200, "answer is not this customer"), None
+        return DeletionCheck(uuid, "alive", 200, None), entry
+
+    checks: list[DeletionCheck] = []
+    alive: list[dict] = []
+    last_log = time.monotonic()
+    with (
+        ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="cm-verify") as pool,
+        StagingWriter(engine, pass_id, VERIFY_PARTITION) as writer,
+    ):
+        for result, entry in pool.map(check, uuids):
+            checks.append(result)
+            if entry is not None:
+                alive.append(entry)
+                if len(alive) >= options.per_page:
+                    writer.stage_entries(alive)
+                    alive = []
+            if result.outcome == "error":
+                log.warning(f"extract: could not verify {result.uuid} ({result.message}); left untouched")
+            if time.monotonic() - last_log >= options.progress_interval:
+                log.info(f"extract: verified {len(checks)}/{len(uuids)} unseen customers")
+                last_log = time.monotonic()
+        if alive:
+            writer.stage_entries(alive)
+    counts = {o: sum(1 for c in checks if c.outcome == o) for o in ("deleted", "alive", "error")}
+    log.info(
+        f"extract: verification: {counts['deleted']} answered 404 (deleted), {counts['alive']} still exist "
+        f"(refreshed), {counts['error']} could not be checked (untouched)"
+    )
+    return checks
+
+
+def default_log() -> Log:
+    """A stdlib logger for callers outside Dagster (benchmarks, scripts)."""
+    import logging
+
+    return logging.getLogger("cm_pipeline.extract")
