@@ -1,4 +1,6 @@
 """Assets and asset checks, gathered for `Definitions`."""
 
-ASSETS: list = []
+from cm_pipeline.assets.dbt import cm_dbt_models
+
+ASSETS: list = [cm_dbt_models]
 ASSET_CHECKS: list = []

@@ -1,0 +1,174 @@
+"""The dbt project: its one `DbtProject`, its manifest, and the connection env its profiles.yml reads.
+
+Prepare the manifest ahead of time (Makefile, Dockerfile, CI) with:
+
+    python -m cm_pipeline.dbt_project prepare
+
+Loading the code location also prepares it when it is missing or older than the project's files, so a
+clean checkout works with no manual step; under `dagster dev` it is re-parsed on every load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from dagster._utils import run_with_concurrent_update_guard
+from dagster_dbt import DbtCliResource, DbtProject
+from pydantic import Field
+
+from cm_pipeline.project import DBT_PROJECT_DIR
+from cm_pipeline.warehouse.connection import libpq_params, resolve_url
+
+logger = logging.getLogger(__name__)
+
+DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR)
+
+# The variables dbt_project/profiles.yml reads, by libpq_params() key.
+PROFILE_ENV_VARS: Mapping[str, str] = {
+    "host": "CM_DBT_HOST",
+    "port": "CM_DBT_PORT",
+    "user": "CM_DBT_USER",
+    "password": "CM_DBT_PASSWORD",
+    "dbname": "CM_DBT_DBNAME",
+}
+
+# Files whose change makes a manifest stale (everything dbt parses).
+_PARSED_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md"}
+_PARSED_DIRS = ("models", "seeds", "snapshots", "macros", "tests", "analyses")
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (works with an empty PATH), else `dbt` from PATH."""
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def warehouse_profile_env(url: str) -> dict[str, str]:
+    """The CM_DBT_* variables that point profiles.yml at the warehouse `url` (a socket dir is a valid host)."""
+    params = libpq_params(url)
+    return {var: params[key] for key, var in PROFILE_ENV_VARS.items()}
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore the previous values."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def newest_source_mtime(project: DbtProject) -> float:
+    """Modification time of the newest file dbt parses in `project`."""
+    root = Path(project.project_dir)
+    times = [
+        (root / name).stat().st_mtime
+        for name in ("dbt_project.yml", "profiles.yml")
+        if (root / name).exists()
+    ]
+    for folder in _PARSED_DIRS:
+        base = root / folder
+        if base.is_dir():
+            times.extend(p.stat().st_mtime for p in base.rglob("*") if p.suffix in _PARSED_SUFFIXES)
+    return max(times, default=0.0)
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    """True when the manifest is missing or older than a file of the project."""
+    manifest = Path(project.manifest_path)
+    if not manifest.exists():
+        return True
+    return manifest.stat().st_mtime < newest_source_mtime(project)
+
+
+def _parse(project: DbtProject) -> None:
+    # DbtProject's own preparer finds `dbt` on PATH; parse with the one beside this interpreter.
+    with environment({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
+        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+            ["parse", "--quiet"], target_path=project.target_path
+        ).wait()
+
+
+def prepare_manifest(project: DbtProject = DBT_PROJECT) -> Path:
+    """Run `dbt parse` for `project` (no database needed) and return the manifest path.
+
+    Processes loading the code location at once (webserver, daemon) parse once: the others wait on a
+    lock file and reuse the manifest it wrote.
+    """
+    manifest = Path(project.manifest_path)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    run_with_concurrent_update_guard(manifest, _parse, project=project)
+    return manifest
+
+
+def ensure_manifest(project: DbtProject = DBT_PROJECT) -> Path:
+    """Make the manifest loadable: re-parse under `dagster dev`, else only when missing or stale."""
+    if project.preparer.using_dagster_dev() or manifest_is_stale(project):
+        try:
+            prepare_manifest(project)
+        except Exception:
+            if not Path(project.manifest_path).exists():
+                raise
+            logger.warning("dbt parse failed; using the existing manifest at %s", project.manifest_path)
+    return Path(project.manifest_path)
+
+
+class WarehouseDbtCliResource(DbtCliResource):
+    """dbt CLI pointed at the warehouse: each invocation gets the CM_DBT_* variables profiles.yml reads,
+    computed at run time from `warehouse_url`, else WAREHOUSE_URL, else the embedded Postgres."""
+
+    warehouse_url: str | None = Field(
+        default=None,
+        description="postgresql+psycopg2:// URL; when unset, WAREHOUSE_URL, else the embedded Postgres.",
+    )
+
+    def profile_env(self) -> dict[str, str]:
+        """The CM_DBT_* variables for the resolved warehouse (password included: never log them)."""
+        return warehouse_profile_env(resolve_url(self.warehouse_url))
+
+    def cli(self, args, **kwargs):  # same signature as DbtCliResource.cli
+        """Run dbt with the warehouse connection in its environment (the subprocess and dbt's adapter)."""
+        with environment(self.profile_env()):
+            return super().cli(args, **kwargs)
+
+
+def build_dbt_resource(warehouse_url: str | None = None) -> WarehouseDbtCliResource:
+    """The `dbt` resource for Definitions; reads nothing from the environment until a run."""
+    return WarehouseDbtCliResource(
+        project_dir=DBT_PROJECT, dbt_executable=dbt_executable(), warehouse_url=warehouse_url
+    )
+
+
+def _main(argv: list[str]) -> int:
+    command = argv[0] if argv else "prepare"
+    if command == "prepare":
+        print(prepare_manifest())
+        return 0
+    if command == "env":
+        # For running dbt by hand: `eval "$(python -m cm_pipeline.dbt_project env)"` (password included).
+        for name, value in warehouse_profile_env(resolve_url()).items():
+            print(f"export {name}={_shell_quote(value)}")
+        return 0
+    print("usage: python -m cm_pipeline.dbt_project [prepare|env]", file=sys.stderr)
+    return 2
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,357 @@
+"""`dbt build` through the Dagster assets against a real Postgres holding crafted customers.
+
+One build (a module-scoped fixture) is shared by the assertions on staging, marts and the outbound
+models; a single `dbt snapshot` afterwards checks the SCD2 history.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cm_pipeline.assets.dbt import cm_dbt_models
+from cm_pipeline.dbt_project import build_dbt_resource
+from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, customers_ddl, extraction_ddl
+
+pytestmark = pytest.mark.timeout(240)
+
+AT = "@"
+
+
+def email(user: str, domain: str) -> str:
+    return f"{user}{AT}{domain}"
+
+
+ADA = email("ada", "byrne-analytics.example")
+OPS = email("ops", "okafor-logistics.example")
+FINANCE = email("finance", "quietco.example")
+
+# uuid, status, mrr (cents), tags, custom attributes, email, data source, external id, country, deleted
+CUSTOMERS = [
+    # paying over the threshold, no tag yet: gains `high-value` and an mrr_band
+    ("cus_a", "Active", 150000, ["vip"], {}, None, "ds_main", "a1", "US", False),
+    # under the threshold but tagged: loses `high-value`; its mrr_band is already right; `keep` survives
+    (
+        "cus_b",
+        "Active",
+        50000,
+        ["high-value", "keep"],
+        {"mrr_band": "100_to_999", "plan": "pro"},
+        None,
+        "ds_main",
+        "b1",
+        "US",
+        False,
+    ),
+    # already in the desired state: no row
+    (
+        "cus_c",
+        "Active",
+        200000,
+        ["high-value"],
+        {"mrr_band": "1000_to_9999"},
+        None,
+        "ds_main",
+        "c1",
+        "DE",
+        False,
+    ),
+    # a lead: no rule applies, no row
+    ("cus_d", "New Lead", 0, [], {}, None, "ds_main", "d1", "US", False),
+    # churned, null tags/attributes: gets mrr_band none
+    ("cus_e", "Cancelled", 0, None, None, None, "ds_main", "e1", None, False),
+    # deleted from ChartMogul: excluded everywhere even though a rule would match
+    ("cus_f", "Active", 500000, [], {}, None, "ds_main", "f1", "US", True),
+    # two customers sharing Ada's email (different case), both already holding her latest NPS
+    (
+        "cus_g",
+        "Past Due",
+        5000,
+        [],
+        {"mrr_band": "under_100", "nps_score": 10},
+        ADA,
+        "ds_main",
+        "g1",
+        "IE",
+        False,
+    ),
+    (
+        "cus_i",
+        "Active",
+        20000,
+        [],
+        {"mrr_band": "100_to_999", "nps_score": 10},
+        ADA.upper(),
+        "ds_other",
+        "i1",
+        "IE",
+        False,
+    ),
+    # holds new_leads.csv's lead_0002 in the default data source, and lacks its NPS
+    ("cus_h", "Active", 20000, [], {"mrr_band": "100_to_999"}, OPS, "ds_main", "lead_0002", "US", False),
+]
+
+
+def _insert_customers(engine: sa.Engine, rows) -> None:
+    stmt = sa.text(
+        f"INSERT INTO {CUSTOMERS_TABLE} (uuid, status, mrr, arr, tags, custom_attributes, email,"
+        " data_source_uuid, external_id, country, currency, billing_system_type, raw, deleted_at)"
+        " VALUES (:uuid, :status, :mrr, :arr, CAST(:tags AS jsonb), CAST(:custom AS jsonb), :email, :ds, :ext,"
+        " :country, 'USD', 'Stripe', CAST(:raw AS jsonb), :deleted_at)"
+    )
+    with engine.begin() as conn:
+        for uuid, status, mrr, tags, custom, mail, ds, ext, country, deleted in rows:
+            raw = {"uuid": uuid, "status": status, "mrr": mrr, "attributes": {"tags": tags, "custom": custom}}
+            conn.execute(
+                stmt,
+                {
+                    "uuid": uuid,
+                    "status": status,
+                    "mrr": mrr,
+                    "arr": mrr * 12,
+                    "tags": None if tags is None else json.dumps(tags),
+                    "custom": None if custom is None else json.dumps(custom),
+                    "email": mail,
+                    "ds": ds,
+                    "ext": ext,
+                    "country": country,
+                    "raw": json.dumps(raw),
+                    "deleted_at": datetime(2024, 1, 1, tzinfo=timezone.utc) if deleted else None,
+                },
+            )
+
+
+@pytest.fixture(scope="module")
+def warehouse(postgres):
+    """A database of this module's own with the extraction's tables and the crafted customers."""
+    url = postgres.create_database("cm_dbt")
+    engine = sa.create_engine(url, future=True)
+    with engine.begin() as conn:
+        for stmt in [*customers_ddl(), *extraction_ddl()]:
+            conn.execute(sa.text(stmt))
+    _insert_customers(engine, CUSTOMERS)
+    yield url, engine
+    engine.dispose()
+    postgres.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def built(warehouse):
+    """One `dbt build` through the Dagster multi-asset, with the dbt resource pointed at the warehouse."""
+    url, _ = warehouse
+    result = dg.materialize([cm_dbt_models], resources={"dbt": build_dbt_resource(url)}, raise_on_error=False)
+    return result
+
+
+def _rows(engine: sa.Engine, sql: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text(sql))]
+
+
+def test_build_succeeds_and_every_dbt_test_passes_as_an_asset_check(built):
+    assert built.success
+    materialized = {e.asset_key.to_user_string() for e in built.get_asset_materialization_events()}
+    assert {
+        "staging/stg_chartmogul__customers",
+        "dim_customers",
+        "customer_mrr_summary",
+        "snapshots/customers_snapshot",
+        "reverse_etl/chartmogul_customer_updates",
+        "reverse_etl/chartmogul_custom_attributes_by_email",
+        "reverse_etl/chartmogul_new_customers",
+        "seeds/new_leads",
+    } <= materialized
+    evaluations = built.get_asset_check_evaluations()
+    assert len(evaluations) >= 30
+    failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
+    assert failed == []
+
+
+def test_staging_excludes_deleted_customers_and_normalises_nulls(built, warehouse):
+    _, engine = warehouse
+    rows = _rows(
+        engine, "SELECT customer_uuid, tags, custom_attributes FROM staging.stg_chartmogul__customers"
+    )
+    assert {r["customer_uuid"] for r in rows} == {c[0] for c in CUSTOMERS if not c[-1]}
+    cus_e = next(r for r in rows if r["customer_uuid"] == "cus_e")
+    assert (cus_e["tags"], cus_e["custom_attributes"]) == ([], {})
+
+
+def test_mrr_summary_groups_live_customers(built, warehouse):
+    _, engine = warehouse
+    rows = _rows(
+        engine,
+        "SELECT status, country, customer_count, paying_customer_count, total_mrr_cents"
+        " FROM analytics.customer_mrr_summary ORDER BY status, country",
+    )
+    expected: dict[tuple, list[int]] = {}
+    for _, status, mrr, *_rest, country, deleted in CUSTOMERS:
+        if deleted:
+            continue
+        group = expected.setdefault((status, country or "unknown"), [0, 0, 0])
+        group[0] += 1
+        group[1] += mrr > 0
+        group[2] += mrr
+    assert {
+        (r["status"], r["country"]): [r["customer_count"], r["paying_customer_count"], r["total_mrr_cents"]]
+        for r in rows
+    } == expected
+
+
+def test_customer_updates_emit_only_changes(built, warehouse):
+    _, engine = warehouse
+    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_customer_updates ORDER BY customer_uuid")
+    assert rows == [
+        {
+            "customer_uuid": "cus_a",
+            "add_tags": ["high-value"],
+            "remove_tags": [],
+            "custom_attributes": {"mrr_band": "1000_to_9999"},
+            "attribute_types": {"mrr_band": "String"},
+        },
+        {
+            "customer_uuid": "cus_b",
+            "add_tags": [],
+            "remove_tags": ["high-value"],
+            "custom_attributes": {},
+            "attribute_types": {},
+        },
+        {
+            "customer_uuid": "cus_e",
+            "add_tags": [],
+            "remove_tags": [],
+            "custom_attributes": {"mrr_band": "none"},
+            "attribute_types": {"mrr_band": "String"},
+        },
+    ]
+
+
+def test_outbound_column_contract(built, warehouse):
+    _, engine = warehouse
+    rows = _rows(
+        engine,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'reverse_etl' ORDER BY table_name, ordinal_position",
+    )
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        columns.setdefault(r["table_name"], []).append((r["column_name"], r["data_type"]))
+    assert columns["chartmogul_customer_updates"] == [
+        ("customer_uuid", "text"),
+        ("add_tags", "jsonb"),
+        ("remove_tags", "jsonb"),
+        ("custom_attributes", "jsonb"),
+        ("attribute_types", "jsonb"),
+    ]
+    assert [c for c, _ in columns["chartmogul_custom_attributes_by_email"]] == [
+        "email",
+        "key",
+        "type",
+        "value",
+        "source",
+    ]
+    assert [c for c, _ in columns["chartmogul_new_customers"]] == [
+        "data_source_uuid",
+        "external_id",
+        "name",
+        "email",
+        "company",
+        "country",
+        "state",
+        "city",
+        "zip",
+        "lead_created_at",
+        "free_trial_started_at",
+        "owner",
+        "website_url",
+        "primary_contact",
+        "tags",
+        "custom",
+    ]
+    types = dict(columns["chartmogul_new_customers"])
+    assert (types["primary_contact"], types["tags"], types["custom"]) == ("jsonb", "jsonb", "jsonb")
+
+
+def test_attributes_by_email_skip_emails_whose_customers_all_hold_the_value(built, warehouse):
+    _, engine = warehouse
+    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_custom_attributes_by_email ORDER BY email")
+    assert rows == [
+        {"email": FINANCE, "key": "nps_score", "type": "Integer", "value": "3", "source": "nps_survey"},
+        {"email": OPS, "key": "nps_score", "type": "Integer", "value": "6", "source": "nps_survey"},
+    ]
+
+
+def test_new_customers_from_the_seed_skip_existing_external_ids(built, warehouse):
+    _, engine = warehouse
+    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_new_customers ORDER BY external_id")
+    assert rows == [
+        {
+            "data_source_uuid": "ds_main",
+            "external_id": "lead_0001",
+            "name": "Ada Byrne",
+            "email": ADA,
+            "company": "Byrne Analytics",
+            "country": "IE",
+            "state": None,
+            "city": "Dublin",
+            "zip": "D02",
+            "lead_created_at": datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc),
+            "free_trial_started_at": datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc),
+            "owner": None,
+            "website_url": "https://byrne-analytics.example",
+            "primary_contact": {
+                "first_name": "Ada",
+                "last_name": "Byrne",
+                "email": ADA,
+                "title": "CEO",
+                "phone": "+353100000",
+            },
+            "tags": ["inbound", "trial"],
+            "custom": [{"type": "String", "key": "lead_source", "value": "website", "source": "dbt"}],
+        },
+        {
+            "data_source_uuid": "ds_main",
+            "external_id": "lead_0003",
+            "name": "Mina Sato",
+            "email": email("mina", "sato.example"),
+            "company": None,
+            "country": "JP",
+            "state": None,
+            "city": "Tokyo",
+            "zip": None,
+            "lead_created_at": datetime(2024, 3, 3, 0, 0, tzinfo=timezone.utc),
+            "free_trial_started_at": None,
+            "owner": None,
+            "website_url": None,
+            "primary_contact": None,
+            "tags": [],
+            "custom": [],
+        },
+    ]
+
+
+def test_snapshot_records_a_change(built, warehouse):
+    url, engine = warehouse
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE {CUSTOMERS_TABLE} SET status = 'Past Due', raw = raw || '{{\"status\": \"Past Due\"}}',"
+                " synced_at = now() WHERE uuid = 'cus_b'"
+            )
+        )
+    build_dbt_resource(url).cli(["snapshot"]).wait()
+    versions = _rows(
+        engine,
+        "SELECT uuid, status, dbt_valid_to IS NULL AS current FROM snapshots.customers_snapshot"
+        " ORDER BY uuid, dbt_valid_from",
+    )
+    assert [v for v in versions if v["uuid"] == "cus_b"] == [
+        {"uuid": "cus_b", "status": "Active", "current": False},
+        {"uuid": "cus_b", "status": "Past Due", "current": True},
+    ]
+    unchanged = [v for v in versions if v["uuid"] != "cus_b"]
+    assert len(unchanged) == len(CUSTOMERS) - 1 and all(v["current"] for v in unchanged)
