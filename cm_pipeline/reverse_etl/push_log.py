@@ -1,0 +1,370 @@
+"""The push audit log, the per-run plan table, safe relation reads, and write-back (SQL, no Dagster).
+
+chartmogul.push_log holds one row per attempted write and one per skip. Its `fingerprint` column
+(sha256 of the row's desired values) lets the next run recognise a row the API already rejected.
+chartmogul.push_plan holds the snapshot of an outbound relation taken by a run, keyed by run_id, so
+the ops of one run exchange only small summaries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cm_pipeline.warehouse.schema import CUSTOMER_COLUMNS, CUSTOMER_DATA_COLUMNS, SCHEMA, customers_ddl
+
+PUSH_LOG_TABLE = f"{SCHEMA}.push_log"
+PUSH_PLAN_TABLE = f"{SCHEMA}.push_plan"
+OUTCOMES = ("applied", "unchanged", "rejected", "failed", "dry_run")
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+_RELATION_RE = re.compile(rf"^({_IDENT})(?:\.({_IDENT}))?$")
+
+
+class RelationError(ValueError):
+    """A relation name from run config that is malformed, missing, or lacks required columns."""
+
+
+def push_log_ddl() -> list[str]:
+    """Statements that create push_log and push_plan (and the customers table they refer to)."""
+    outcomes = ", ".join(f"'{o}'" for o in OUTCOMES)
+    return [
+        *customers_ddl(),
+        f"""CREATE TABLE IF NOT EXISTS {PUSH_LOG_TABLE} (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    op text NOT NULL,
+    target text NOT NULL,
+    fingerprint text,
+    payload jsonb,
+    http_status integer,
+    outcome text NOT NULL CHECK (outcome IN ({outcomes})),
+    error text,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now()
+)""",
+        f"CREATE INDEX IF NOT EXISTS push_log_target_idx ON {PUSH_LOG_TABLE} (op, target, fingerprint, id)",
+        f"CREATE INDEX IF NOT EXISTS push_log_run_idx ON {PUSH_LOG_TABLE} (run_id)",
+        f"""CREATE TABLE IF NOT EXISTS {PUSH_PLAN_TABLE} (
+    run_id text NOT NULL,
+    op text NOT NULL,
+    seq bigint NOT NULL,
+    row jsonb NOT NULL,
+    action text NOT NULL DEFAULT 'new',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, op, seq)
+)""",
+    ]
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create the reverse-ETL tables if they are missing (idempotent, safe to run concurrently)."""
+    with engine.begin() as conn:
+        # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('cm_pipeline.push_log_ddl'))"))
+        for statement in push_log_ddl():
+            conn.execute(sa.text(statement))
+
+
+# ---- relations named in run config ---------------------------------------------------------------
+
+
+def quote_relation(name: str) -> str:
+    """`schema.table` (or `table`) quoted for SQL; RelationError when it is not a plain identifier pair."""
+    if not isinstance(name, str):
+        raise RelationError(f"relation: {name!r} is not a string")
+    match = _RELATION_RE.match(name.strip())
+    if not match:
+        raise RelationError(
+            f"relation: {name!r} is not a valid name; expected schema.table with letters, digits and underscores"
+        )
+    return ".".join(f'"{part}"' for part in match.groups() if part)
+
+
+def relation_columns(conn: Connection, name: str) -> list[str] | None:
+    """Column names of a table or view, or None when it does not exist."""
+    quoted = quote_relation(name)
+    oid = conn.execute(sa.text("SELECT to_regclass(:n)::oid"), {"n": quoted}).scalar()
+    if oid is None:
+        return None
+    rows = conn.execute(
+        sa.text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = :oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ),
+        {"oid": oid},
+    )
+    return [r[0] for r in rows]
+
+
+def check_relation(conn: Connection, name: str, required: Sequence[str]) -> list[str]:
+    """The relation's columns; RelationError naming it if it is missing or lacks a required column."""
+    columns = relation_columns(conn, name)
+    if columns is None:
+        raise RelationError(f"relation {name!r} does not exist (has dbt built the reverse_etl models?)")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise RelationError(
+            f"relation {name!r} lacks required column(s) {', '.join(missing)}; it has {', '.join(columns)}"
+        )
+    return columns
+
+
+def snapshot_relation(engine: Engine, run_id: str, op: str, relation: str, required: Sequence[str]) -> int:
+    """Copy the relation's rows into push_plan for this run and op (replacing a previous attempt); row count."""
+    with engine.begin() as conn:
+        check_relation(conn, relation, required)
+        conn.execute(
+            sa.text(f"DELETE FROM {PUSH_PLAN_TABLE} WHERE run_id = :r AND op = :op"), {"r": run_id, "op": op}
+        )
+        result = conn.execute(
+            sa.text(
+                f"INSERT INTO {PUSH_PLAN_TABLE} (run_id, op, seq, row) "
+                f"SELECT :r, :op, row_number() OVER (), to_jsonb(t) FROM {quote_relation(relation)} AS t"
+            ),
+            {"r": run_id, "op": op},
+        )
+        return result.rowcount
+
+
+def plan_rows(engine: Engine, run_id: str, op: str, action: str | None = None) -> list[tuple[int, dict]]:
+    """(seq, row) of this run's snapshot, optionally only those with `action`, in relation order."""
+    sql = f"SELECT seq, row FROM {PUSH_PLAN_TABLE} WHERE run_id = :r AND op = :op"
+    params: dict[str, Any] = {"r": run_id, "op": op}
+    if action is not None:
+        sql += " AND action = :a"
+        params["a"] = action
+    with engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(sa.text(sql + " ORDER BY seq"), params)]
+
+
+def mark_plan(engine: Engine, run_id: str, op: str, seqs: Iterable[int], action: str) -> None:
+    """Set the action of these plan rows (e.g. 'apply' for the rows the diff leaves to the apply step)."""
+    seqs = list(seqs)
+    if not seqs:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE {PUSH_PLAN_TABLE} SET action = :a WHERE run_id = :r AND op = :op AND seq = ANY(:s)"
+            ),
+            {"a": action, "r": run_id, "op": op, "s": seqs},
+        )
+
+
+def drop_plan(engine: Engine, run_id: str, op: str, keep_days: int = 7) -> None:
+    """Delete this run's plan, and plans older than `keep_days` left by crashed runs."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"DELETE FROM {PUSH_PLAN_TABLE} WHERE (run_id = :r AND op = :op) "
+                "OR created_at < now() - make_interval(days => :d)"
+            ),
+            {"r": run_id, "op": op, "d": keep_days},
+        )
+
+
+# ---- push_log -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LogEntry:
+    """One push_log row."""
+
+    op: str
+    target: str
+    outcome: str
+    fingerprint: str | None = None
+    payload: Any = None
+    http_status: int | None = None
+    error: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome: {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
+
+
+def record(engine_or_conn: Engine | Connection, run_id: str, entries: Sequence[LogEntry]) -> None:
+    """Append entries to push_log (one statement; committed when given an engine)."""
+    if not entries:
+        return
+    params = [
+        {
+            "run_id": run_id,
+            "op": e.op,
+            "target": e.target,
+            "fingerprint": e.fingerprint,
+            "payload": None if e.payload is None else json.dumps(e.payload, ensure_ascii=False, default=str),
+            "http_status": e.http_status,
+            "outcome": e.outcome,
+            "error": e.error,
+            "started_at": e.started_at,
+        }
+        for e in entries
+    ]
+    stmt = sa.text(
+        f"INSERT INTO {PUSH_LOG_TABLE} (run_id, op, target, fingerprint, payload, http_status, outcome, error, started_at) "
+        "VALUES (:run_id, :op, :target, :fingerprint, CAST(:payload AS jsonb), :http_status, :outcome, :error, :started_at)"
+    )
+    if isinstance(engine_or_conn, Engine):
+        with engine_or_conn.begin() as conn:
+            conn.execute(stmt, params)
+    else:
+        engine_or_conn.execute(stmt, params)
+
+
+def api_rejections(engine: Engine, op: str) -> dict[tuple[str, str], tuple[int | None, str | None]]:
+    """(target, fingerprint) -> (http_status, error) where the latest entry for it is an API rejection.
+
+    Only rejections that came back from the API (http_status set) are remembered: rows rejected by
+    validation made no call, and are re-validated every run (the warehouse may have changed).
+    """
+    sql = f"""
+        SELECT target, fingerprint, outcome, http_status, error FROM (
+            SELECT DISTINCT ON (target, fingerprint) target, fingerprint, outcome, http_status, error
+            FROM {PUSH_LOG_TABLE} WHERE op = :op AND fingerprint IS NOT NULL
+            ORDER BY target, fingerprint, id DESC
+        ) latest WHERE outcome = 'rejected' AND http_status IS NOT NULL
+    """
+    with engine.connect() as conn:
+        return {(r[0], r[1]): (r[3], r[4]) for r in conn.execute(sa.text(sql), {"op": op})}
+
+
+def outcome_counts(engine: Engine, run_id: str, op: str) -> dict[str, int]:
+    """Count of push_log rows per outcome for one run and op (every outcome present, zero if none)."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT outcome, count(*) FROM {PUSH_LOG_TABLE} WHERE run_id = :r AND op = :op GROUP BY outcome"
+            ),
+            {"r": run_id, "op": op},
+        )
+        counts.update({r[0]: int(r[1]) for r in rows})
+    return counts
+
+
+# ---- warehouse reads and write-back ---------------------------------------------------------------
+
+
+def customers_state(engine: Engine, uuids: Sequence[str]) -> dict[str, dict]:
+    """uuid -> {tags, custom_attributes, email, data_source_uuid, external_id} for live warehouse rows."""
+    if not uuids:
+        return {}
+    sql = (
+        "SELECT uuid, tags, custom_attributes, email FROM chartmogul.customers "
+        "WHERE uuid = ANY(:u) AND deleted_at IS NULL"
+    )
+    with engine.connect() as conn:
+        return {
+            r[0]: {"tags": r[1] or [], "custom_attributes": r[2] or {}, "email": r[3]}
+            for r in conn.execute(sa.text(sql), {"u": list(uuids)})
+        }
+
+
+def known_attribute_keys(engine: Engine) -> set[str]:
+    """Every custom attribute key held by some customer in the warehouse: keys the account has."""
+    sql = (
+        "SELECT DISTINCT jsonb_object_keys(custom_attributes) FROM chartmogul.customers "
+        "WHERE jsonb_typeof(custom_attributes) = 'object'"
+    )
+    with engine.connect() as conn:
+        return {r[0] for r in conn.execute(sa.text(sql))}
+
+
+def email_counts(engine: Engine, emails: Sequence[str]) -> dict[str, int]:
+    """lower(email) -> number of live warehouse customers with it."""
+    if not emails:
+        return {}
+    sql = (
+        "SELECT lower(email), count(*) FROM chartmogul.customers "
+        "WHERE lower(email) = ANY(:e) AND deleted_at IS NULL GROUP BY 1"
+    )
+    with engine.connect() as conn:
+        return {r[0]: int(r[1]) for r in conn.execute(sa.text(sql), {"e": [e.lower() for e in emails]})}
+
+
+def customers_by_email(engine: Engine, emails: Sequence[str]) -> dict[str, list[dict]]:
+    """lower(email) -> [{uuid, custom_attributes}] of live warehouse customers."""
+    if not emails:
+        return {}
+    sql = (
+        "SELECT lower(email), uuid, custom_attributes FROM chartmogul.customers "
+        "WHERE lower(email) = ANY(:e) AND deleted_at IS NULL"
+    )
+    out: dict[str, list[dict]] = {}
+    with engine.connect() as conn:
+        for r in conn.execute(sa.text(sql), {"e": [e.lower() for e in emails]}):
+            out.setdefault(r[0], []).append({"uuid": r[1], "custom_attributes": r[2] or {}})
+    return out
+
+
+def existing_external_ids(engine: Engine, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(data_source_uuid, external_id) -> uuid for pairs already in the warehouse (merged ids included)."""
+    if not pairs:
+        return {}
+    sql = """
+        SELECT p.ds, p.ext, c.uuid
+        FROM unnest(CAST(:ds AS text[]), CAST(:ext AS text[])) AS p(ds, ext)
+        JOIN chartmogul.customers c
+          ON c.deleted_at IS NULL
+         AND (c.data_source_uuid = p.ds OR coalesce(c.data_source_uuids, '[]'::jsonb) ? p.ds)
+         AND (c.external_id = p.ext OR coalesce(c.external_ids, '[]'::jsonb) ? p.ext)
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql), {"ds": [p[0] for p in pairs], "ext": [p[1] for p in pairs]})
+        return {(r[0], r[1]): r[2] for r in rows}
+
+
+_JSONB = {name for name, ddl in CUSTOMER_COLUMNS if ddl.startswith("jsonb")}
+
+
+def _upsert_sql() -> str:
+    cols = list(CUSTOMER_DATA_COLUMNS)
+    values = ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSONB else f":{c}" for c in cols)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "uuid")
+    return (
+        f"INSERT INTO chartmogul.customers ({', '.join(cols)}) VALUES ({values}) "
+        f"ON CONFLICT (uuid) DO UPDATE SET {updates}, synced_at = now(), deleted_at = NULL"
+    )
+
+
+def write_back_customer(engine: Engine, entry: dict) -> None:
+    """Store a full customer entry (PATCH or create response) into chartmogul.customers."""
+    from cm_pipeline.warehouse.mapping import map_customer
+
+    row, _problems = map_customer(entry)  # problems: columns stored NULL; `raw` keeps every value
+    with engine.begin() as conn:
+        conn.execute(sa.text(_upsert_sql()), row)
+
+
+def write_back_attributes(engine: Engine, entry: dict) -> None:
+    """Store tags and custom attributes from a partial entry (add-by-email response) into its row."""
+    attributes = entry.get("attributes") if isinstance(entry, dict) else None
+    if not isinstance(attributes, dict) or not entry.get("uuid"):
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE chartmogul.customers SET "
+                "tags = coalesce(CAST(:tags AS jsonb), tags), "
+                "custom_attributes = coalesce(CAST(:custom AS jsonb), custom_attributes), "
+                "raw = jsonb_set(raw, '{attributes}', coalesce(raw->'attributes', '{}'::jsonb) || CAST(:attrs AS jsonb)), "
+                "synced_at = now() WHERE uuid = :uuid"
+            ),
+            {
+                "uuid": entry["uuid"],
+                "tags": json.dumps(attributes["tags"]) if isinstance(attributes.get("tags"), list) else None,
+                "custom": json.dumps(attributes["custom"])
+                if isinstance(attributes.get("custom"), dict)
+                else None,
+                "attrs": json.dumps(attributes, default=str),
+            },
+        )
