@@ -1,0 +1,175 @@
+"""The shipped deployment files: dagster.yaml loads into a Postgres-backed instance with a one-refresh
+queue, the Helm values agree with it, and no file under docker/ holds a credential."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from cm_pipeline.project import REPO_ROOT
+from cm_pipeline_tests.deploy.credentials import credential_findings
+from cm_pipeline_tests.deploy.stack import DAGSTER_YAML, DOCKER_DIR, storage_env
+
+HELM_VALUES = DOCKER_DIR / "helm" / "values.yaml"
+REFRESH_JOB = "warehouse_refresh_job"
+STORAGE_VARS = (
+    "DAGSTER_POSTGRES_HOST",
+    "DAGSTER_POSTGRES_PORT",
+    "DAGSTER_POSTGRES_USER",
+    "DAGSTER_POSTGRES_PASSWORD",
+    "DAGSTER_POSTGRES_DB",
+)
+
+
+def _dagster_yaml() -> dict:
+    return yaml.safe_load(DAGSTER_YAML.read_text())
+
+
+def _refresh_limits(limits: list[dict]) -> dict[str, int]:
+    return {limit["key"]: limit["limit"] for limit in limits if "value" not in limit}
+
+
+def test_dagster_yaml_reads_every_storage_setting_from_the_environment():
+    db = _dagster_yaml()["storage"]["postgres"]["postgres_db"]
+    assert {db[k]["env"] for k in ("hostname", "port", "username", "password", "db_name")} == set(
+        STORAGE_VARS
+    )
+    assert db["scheme"] == "postgresql+psycopg2"
+
+
+def test_the_refresh_job_carries_the_tag_the_queue_limits_to_one():
+    """The tag key in dagster.yaml's tag_concurrency_limits is one that warehouse_refresh_job really has."""
+    from cm_pipeline.definitions import defs
+
+    coordinator = _dagster_yaml()["run_coordinator"]
+    assert coordinator["class"] == "QueuedRunCoordinator"
+    limits = _refresh_limits(coordinator["config"]["tag_concurrency_limits"])
+    job_tags = defs.resolve_job_def(REFRESH_JOB).tags
+    limited = {key: limits[key] for key in job_tags if key in limits}
+    assert limited, f"none of {REFRESH_JOB}'s tags {dict(job_tags)} is limited in dagster.yaml ({limits})"
+    assert set(limited.values()) == {1}
+
+
+def test_the_instance_loads_from_the_shipped_file_into_postgres(postgres, tmp_path, monkeypatch):
+    from dagster import DagsterInstance
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    url = postgres.create_database("cm_dagster")
+    try:
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
+        for name, value in storage_env(url).items():
+            monkeypatch.setenv(name, value)
+        with DagsterInstance.from_config(str(home)) as instance:
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+            assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+            queue = instance.get_concurrency_config().run_queue_config
+            assert _refresh_limits(
+                [dict(limit) for limit in queue.tag_concurrency_limits]
+            ) == _refresh_limits(_dagster_yaml()["run_coordinator"]["config"]["tag_concurrency_limits"])
+            assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+            assert instance.get_runs() == []
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+        engine.dispose()
+        assert {"runs", "event_logs", "instigators", "job_ticks"} <= tables
+    finally:
+        postgres.drop_database(url)
+
+
+def test_a_missing_storage_variable_is_named(tmp_path, monkeypatch):
+    from dagster import DagsterInstance
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
+    for name in STORAGE_VARS:
+        monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")
+    monkeypatch.delenv("DAGSTER_POSTGRES_HOST")
+    with pytest.raises(Exception, match="DAGSTER_POSTGRES_HOST"):
+        DagsterInstance.from_config(str(home))
+
+
+def test_helm_values_run_the_user_code_image_on_k8s_with_external_postgres():
+    values = yaml.safe_load(HELM_VALUES.read_text())
+
+    deployments = values["dagster-user-deployments"]["deployments"]
+    assert values["dagster-user-deployments"]["enabled"] is True
+    (deployment,) = deployments
+    assert deployment["image"]["repository"] and deployment["image"]["tag"]
+    args = deployment["dagsterApiGrpcArgs"]
+    assert args[args.index("--module-name") + 1] == "cm_pipeline.definitions"
+    assert {"name": "cm-pipeline-secrets"} in deployment["envSecrets"]
+
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert {"name": "cm-pipeline-secrets"} in values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]
+
+    pg = values["postgresql"]
+    assert pg["enabled"] is False
+    assert pg["postgresqlHost"] and pg["postgresqlUsername"] and pg["postgresqlDatabase"]
+    assert "postgresqlPassword" not in pg, "the storage password belongs in a Kubernetes secret"
+    assert pg["postgresqlScheme"] == "postgresql+psycopg2"
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert values["global"]["postgresqlSecretName"]
+
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
+    helm_limits = coordinator["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert _refresh_limits(helm_limits) == _refresh_limits(
+        _dagster_yaml()["run_coordinator"]["config"]["tag_concurrency_limits"]
+    )
+
+
+def _docker_files() -> list:
+    """Files under docker/ that are (or would be) committed: tracked plus untracked-but-not-ignored."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "docker"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [REPO_ROOT / line for line in out.splitlines() if (REPO_ROOT / line).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        return [p for p in DOCKER_DIR.rglob("*") if p.is_file() and p.name != ".env"]
+
+
+def test_no_credentials_in_docker():
+    files = _docker_files()
+    assert any(p.name == "docker-compose.yml" for p in files)
+    assert not any(p.name == ".env" for p in files), "docker/.env must stay git-ignored"
+    findings = {
+        str(p.relative_to(REPO_ROOT)): found
+        for p in files
+        if (found := credential_findings(p.read_text(errors="replace")))
+    }
+    assert findings == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("password: hunter2", True),
+        ("DAGSTER_POSTGRES_PASSWORD=s3cr3t", True),
+        ('"api_key": "abc123"', True),
+        ("postgresqlPassword: test", True),
+        ("url: postgresql+psycopg2://app:pw@db:5432/wh", True),
+        ("DAGSTER_POSTGRES_PASSWORD: ${DAGSTER_POSTGRES_PASSWORD:?set it in docker/.env}", False),
+        ("WAREHOUSE_URL: postgresql+psycopg2://${U:-dagster}:${P}@postgres:5432/${DB:-warehouse}", False),
+        ("      password:\n        env: DAGSTER_POSTGRES_PASSWORD", False),
+        ("CHARTMOGUL_API_KEY=", False),
+        ("# WAREHOUSE_URL=postgresql+psycopg2://<user>:<password>@<host>:5432/<dbname>", False),
+        ("CHARTMOGUL_BASE_URL=http://sandbox:8080/v1", False),
+    ],
+)
+def test_credential_scanner(text, found):
+    assert bool(credential_findings(text)) is found
