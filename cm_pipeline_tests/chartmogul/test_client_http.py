@@ -1,0 +1,484 @@
+"""The client against the sandbox over real sockets: endpoints, error shapes, retries, limiter, idempotency."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from random import Random
+
+import pytest
+
+from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ChartMogulError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnprocessableEntityError,
+)
+from cm_pipeline_tests.conftest import TEST_API_KEY
+
+sandbox_mod = pytest.importorskip("cm_pipeline.sandbox")
+
+DEFAULT_KNOBS = {
+    "latency_ms": 0.0,
+    "rate_limit_rps": None,
+    "retry_after": None,
+    "max_connections": None,
+    "fault_rate": 0.0,
+    "fault_kinds": ["500", "502", "503", "504"],
+    "fault_phase": "before",
+    "fault_methods": ["GET", "POST", "PATCH", "PUT", "DELETE"],
+    "fault_seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with sandbox_mod.SandboxServer(customers=30, seed=7, api_key=TEST_API_KEY, port=0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def ctl(server):
+    """The sandbox's admin control, with default knobs and zeroed counters for each test."""
+    control = server.control
+    control.configure(**DEFAULT_KNOBS)
+    control.reset_stats()
+    log = control.requests()
+    control.test_log_start = log[-1]["seq"] if log else 0  # the request log is not reset with the stats
+    yield control
+    control.configure(**DEFAULT_KNOBS)
+
+
+@pytest.fixture
+def make_client(server):
+    """Clients with fast backoff so retry tests take fractions of a second; closed after the test."""
+    made = []
+
+    def make(**kw):
+        opts = {
+            "api_key": TEST_API_KEY,
+            "base_url": server.base_url,
+            "max_requests_per_second": 200,
+            "max_connections": 10,
+            "connect_timeout": 2.0,
+            "read_timeout": 5.0,
+            "max_retry_seconds": 10.0,
+            "backoff_base": 0.02,
+            "backoff_max": 0.2,
+            "rng": Random(1),
+        }
+        opts.update(kw)
+        client = ChartMogulClient(**opts)
+        made.append(client)
+        return client
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def api_requests(ctl):
+    """Request-log rows of this test for the API (not the admin endpoints)."""
+    return [r for r in ctl.requests(since=ctl.test_log_start) if r["path"].startswith("/v1/")]
+
+
+def drain(ctl, n: int, timeout: float = 5.0) -> list[dict]:
+    """Wait until the sandbox has finished (and logged) n API requests of this test; abandoned
+    (timed-out) requests keep a server thread busy and would count as in flight in the next test."""
+    deadline = time.monotonic() + timeout
+    while len(rows := api_requests(ctl)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rows
+
+
+def a_customer(ctl) -> dict:
+    return next(c for c in ctl.customers() if c.get("email"))
+
+
+# ---------------------------------------------------------------------------------------- endpoints
+
+
+def test_list_customers_walks_every_page_with_checkpointable_cursors(client, ctl):
+    pages = list(client.list_customers(per_page=7))
+    assert [p.number for p in pages] == [1, 2, 3, 4, 5]
+    assert [len(p.entries) for p in pages] == [7, 7, 7, 7, 2]
+    assert [p.has_more for p in pages] == [True, True, True, True, False]
+    assert pages[0].request_cursor is None
+    assert [p.request_cursor for p in pages[1:]] == [p.cursor for p in pages[:-1]]
+    uuids = [e["uuid"] for p in pages for e in p.entries]
+    assert len(uuids) == len(set(uuids)) == 30
+    assert set(uuids) == {c["uuid"] for c in ctl.customers()}
+    assert ctl.stats()["by_route"] == {"GET /v1/customers": 5}
+
+
+def test_list_customers_page_resumes_from_a_cursor(client):
+    first = client.list_customers_page(per_page=12)
+    assert first.number == 1 and first.has_more and first.cursor
+    rest = list(client.list_customers(per_page=12, cursor=first.cursor))
+    assert rest[0].request_cursor == first.cursor
+    uuids = [e["uuid"] for e in first.entries] + [e["uuid"] for p in rest for e in p.entries]
+    assert len(uuids) == len(set(uuids)) == 30
+
+
+def test_list_filters(client, ctl):
+    everyone = ctl.customers()
+    by_status: dict[str, set] = {}
+    for c in everyone:
+        by_status.setdefault(c["status"], set()).add(c["uuid"])
+    status, expected = max(by_status.items(), key=lambda kv: len(kv[1]))
+    got = {e["uuid"] for p in client.list_customers(status=status, per_page=5) for e in p.entries}
+    assert got == expected
+
+    someone = everyone[3]
+    page = client.list_customers_page(
+        external_id=someone["external_id"], data_source_uuid=someone["data_source_uuid"]
+    )
+    assert [e["uuid"] for e in page.entries] == [someone["uuid"]]
+
+    system = someone["billing-system-type"]
+    got = {e["uuid"] for p in client.list_customers(system=system) for e in p.entries}
+    assert someone["uuid"] in got and all(
+        c["billing-system-type"] == system for c in everyone if c["uuid"] in got
+    )
+
+    none = client.list_customers_page(external_id="no-such-external-id")
+    assert (none.entries, none.has_more, none.cursor) == ([], False, None)
+
+
+def test_retrieve_customer(client, ctl):
+    someone = a_customer(ctl)
+    got = client.retrieve_customer(someone["uuid"])
+    assert got["uuid"] == someone["uuid"] and got["external_id"] == someone["external_id"]
+
+
+def test_create_update_and_add_custom_attributes(client, ctl):
+    ds = a_customer(ctl)["data_source_uuid"]
+    result = client.create_customer(
+        {
+            "data_source_uuid": ds,
+            "external_id": "client-test-1",
+            "name": "Zoë O'Brien; DROP TABLE x",
+            "email": "client-test-1@example.com",
+            "state": "US-NY",
+            "country": "US",
+        }
+    )
+    assert result.created is True
+    uuid = result.customer["uuid"]
+    assert result.customer["state"] == "NY"
+    assert ctl.customer(uuid)["name"] == "Zoë O'Brien; DROP TABLE x"
+
+    entries = client.add_custom_attributes(
+        "client-test-1@example.com",
+        [{"type": "Integer", "key": "client_test_seats", "value": 12}],
+    )
+    assert [e["uuid"] for e in entries] == [uuid]
+    assert entries[0]["attributes"]["custom"]["client_test_seats"] == 12
+    assert ctl.custom_attribute_definitions()["client_test_seats"] == "Integer"
+
+    updated = client.update_customer(
+        uuid, {"attributes": {"tags": ["vip", "beta"], "custom": {"client_test_seats": 13}}}
+    )
+    assert updated["attributes"]["tags"] == ["vip", "beta"]
+    assert ctl.customer(uuid)["attributes"]["custom"]["client_test_seats"] == 13
+
+    again = client.create_customer({"data_source_uuid": ds, "external_id": "client-test-1", "name": "x"})
+    assert again.created is False and again.customer["uuid"] == uuid
+    assert sum(1 for c in ctl.customers() if c["external_id"] == "client-test-1") == 1
+
+
+# ------------------------------------------------------------------- error shapes, never retried
+
+
+def test_404_not_found_is_not_retried(client, ctl):
+    with pytest.raises(NotFoundError) as info:
+        client.retrieve_customer("cus_00000000-0000-0000-0000-000000000000")
+    assert info.value.status == 404 and info.value.message
+    assert info.value.path == "/customers/cus_00000000-0000-0000-0000-000000000000"
+    assert len(api_requests(ctl)) == 1
+
+
+def test_401_bad_key_is_not_retried(make_client, ctl):
+    wrong = make_client(api_key="wrong-key-123")
+    with pytest.raises(AuthenticationError) as info:
+        wrong.list_customers_page()
+    assert info.value.status == 401
+    assert "wrong-key-123" not in str(info.value) + repr(info.value)
+    assert len(api_requests(ctl)) == 1
+
+
+def test_400_code_message_param_is_not_retried(client, ctl):
+    uuid = a_customer(ctl)["uuid"]
+    with pytest.raises(BadRequestError) as info:
+        client.update_customer(uuid, {"attributes": "not an object"})
+    assert (info.value.status, info.value.param) == (400, "attributes")
+    assert "attributes" in info.value.message
+    assert len(api_requests(ctl)) == 1
+
+
+def test_422_error_string_shape_is_not_retried(client, ctl):
+    with pytest.raises(UnprocessableEntityError) as info:
+        client.create_customer({"data_source_uuid": "ds_nope", "external_id": "e1", "name": "n"})
+    assert info.value.message == "Data source not found"
+    assert len(api_requests(ctl)) == 1
+
+
+def test_422_field_list_shape_is_not_retried(client, ctl):
+    email = a_customer(ctl)["email"]
+    with pytest.raises(UnprocessableEntityError) as info:
+        client.add_custom_attributes(email, [{"type": "Integer", "key": "client_test_bad", "value": "abc"}])
+    assert info.value.param and info.value.message
+    assert "error_details" in info.value.details
+    assert len(api_requests(ctl)) == 1
+
+
+# ---------------------------------------------------------------------------------------- retries
+
+
+def test_429_with_retry_after_is_honoured(make_client, ctl, caplog):
+    ctl.configure(rate_limit_rps=2, retry_after=0.4)
+    client = make_client()
+    caplog.set_level(logging.INFO, logger="cm_pipeline.chartmogul")
+    t0 = time.monotonic()
+    for _ in range(5):
+        client.list_customers_page(per_page=1)
+    elapsed = time.monotonic() - t0
+    stats = client.stats
+    assert stats["rate_limited"] >= 1 and stats["retries"] == stats["rate_limited"]
+    waits = [r.cm_wait for r in caplog.records if hasattr(r, "cm_wait")]
+    assert waits and all(w == pytest.approx(0.4) for w in waits)
+    assert elapsed >= 0.4 * len(waits) * 0.9
+    log = api_requests(ctl)
+    for prev, nxt in zip(log, log[1:], strict=False):
+        if prev["status"] == 429:
+            assert nxt["ts"] - prev["ts"] >= 0.35, "retried before Retry-After elapsed"
+
+
+def test_429_without_retry_after_backs_off_exponentially_with_jitter(make_client, ctl, caplog):
+    ctl.configure(rate_limit_rps=2, retry_after=None)
+    client = make_client(backoff_base=0.1, backoff_max=2.0, rng=Random(5))
+    caplog.set_level(logging.INFO, logger="cm_pipeline.chartmogul")
+    for _ in range(4):
+        client.list_customers_page(per_page=1)
+    retries = [r for r in caplog.records if hasattr(r, "cm_wait")]
+    assert retries and all(r.cm_status == 429 for r in retries)
+    # the waits are the full-jitter draws of Random(5) over a growing ceiling, per call
+    rng = Random(5)
+    expected = []
+    for r in retries:
+        expected.append(rng.random() * min(2.0, 0.1 * 2 ** (r.cm_attempt - 1)))
+    assert [r.cm_wait for r in retries] == pytest.approx(expected)
+    assert max(r.cm_attempt for r in retries) >= 2
+    # the sandbox saw each retry no sooner than the wait the client logged
+    log = api_requests(ctl)
+    gaps = [b["ts"] - a["ts"] for a, b in zip(log, log[1:], strict=False) if a["status"] == 429]
+    assert len(gaps) == len(retries)
+    for gap, wait in zip(gaps, [r.cm_wait for r in retries], strict=True):
+        assert gap >= wait - 0.05  # server timestamps are taken as it logs, after the response
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "503", "504", "520", "524", "html500", "drop"])
+def test_transient_faults_are_retried(make_client, ctl, kind):
+    ctl.configure(fault_rate=0.5, fault_kinds=[kind], fault_seed=11)
+    client = make_client()
+    someone = ctl.customers()[0]["uuid"]
+    for _ in range(6):
+        assert client.retrieve_customer(someone)["uuid"] == someone
+    faults = ctl.stats()["faults"]
+    assert faults >= 1
+    stats = client.stats
+    assert stats["retries"] == faults
+    assert stats["requests"] == 6 + faults
+    if kind == "drop":
+        assert stats["transport_errors"] == faults
+    else:
+        status = "500" if kind == "html500" else kind
+        assert stats["by_status"][status] == faults
+
+
+def test_html_500_keeps_a_text_excerpt(make_client, ctl):
+    ctl.configure(fault_rate=1.0, fault_kinds=["html500"])
+    client = make_client(max_attempts=2)
+    with pytest.raises(ServerError) as info:
+        client.list_customers_page()
+    err = info.value
+    assert err.status == 500 and err.attempts == 2
+    assert "<" not in err.message and 0 < len(err.message) <= 200
+    assert len(api_requests(ctl)) == 2
+
+
+def test_attempts_are_capped(make_client, ctl):
+    ctl.configure(fault_rate=1.0, fault_kinds=["503"])
+    client = make_client(max_attempts=3)
+    with pytest.raises(ServerError) as info:
+        client.list_customers_page()
+    assert info.value.attempts == 3 and "after 3 attempts" in str(info.value)
+    assert len(api_requests(ctl)) == 3
+
+
+def test_total_retry_time_is_bounded(make_client, ctl):
+    ctl.configure(fault_rate=1.0, fault_kinds=["502", "drop"])
+    client = make_client(max_retry_seconds=1.0, max_attempts=1000, backoff_base=0.05, backoff_max=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(ChartMogulError):
+        client.list_customers_page()
+    elapsed = time.monotonic() - t0
+    assert elapsed <= 1.0 + 0.3 + 0.2  # the budget plus at most one backoff and one request
+    assert client.stats["retries"] >= 3
+
+
+def test_read_timeout_is_retried_then_gives_up_within_budget(make_client, ctl):
+    ctl.configure(latency_ms=800)
+    client = make_client(read_timeout=0.25, max_retry_seconds=0.9, backoff_base=0.05, backoff_max=0.1)
+    t0 = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        client.list_customers_page()
+    elapsed = time.monotonic() - t0
+    assert info.value.kind == "timeout" and info.value.attempts >= 2
+    assert elapsed <= 0.9 + 0.1 + 0.25 + 0.2
+    assert ctl.stats()["requests"] == info.value.attempts
+    assert len(drain(ctl, info.value.attempts)) == info.value.attempts
+
+
+def test_slow_but_within_read_timeout_succeeds(make_client, ctl):
+    ctl.configure(latency_ms=150)
+    client = make_client(read_timeout=1.0)
+    assert client.list_customers_page(per_page=2).entries
+    assert client.stats["retries"] == 0
+
+
+def test_connection_refused_is_a_transport_error(make_client):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        client = make_client(base_url=f"http://127.0.0.1:{port}/v1", max_attempts=2)
+        with pytest.raises(TransportError) as info:
+            client.list_customers_page()
+    assert info.value.attempts == 2 and client.stats["transport_errors"] == 2
+
+
+# ---------------------------------------------------------------------------------- create idempotency
+
+
+def test_create_whose_response_is_lost_after_applying_makes_no_duplicate(make_client, ctl):
+    ctl.configure(
+        fault_rate=0.5,
+        fault_phase="after",
+        fault_methods=["POST"],
+        fault_kinds=["500", "drop", "504"],
+        fault_seed=4,
+    )
+    client = make_client()
+    ds = a_customer(ctl)["data_source_uuid"]
+    before = len(ctl.customers())
+    results = [
+        client.create_customer({"data_source_uuid": ds, "external_id": f"idem-{i}", "name": f"Idem {i}"})
+        for i in range(8)
+    ]
+    assert len(ctl.customers()) == before + 8
+    for i, r in enumerate(results):
+        matches = [c for c in ctl.customers() if c["external_id"] == f"idem-{i}"]
+        assert len(matches) == 1, f"idem-{i} stored {len(matches)} times"
+        assert r.customer["uuid"] == matches[0]["uuid"]
+    assert ctl.stats()["faults"] >= 1
+    lost_first = sum(1 for r in results if not r.created)
+    assert lost_first >= 1
+    assert client.stats["retries"] >= lost_first
+
+
+# ---------------------------------------------------------------------------------------- limiter
+
+
+def test_limiter_bounds_rate_and_concurrency_measured_at_the_server(make_client, ctl):
+    # The sandbox's 1-second start window is not cleared by reset_stats(): let the previous test's
+    # requests age out of it so peak_requests_per_second measures only this test's.
+    time.sleep(1.05)
+    ctl.reset_stats()
+    ctl.configure(latency_ms=350, rate_limit_rps=10, max_connections=3)
+    client = make_client(max_requests_per_second=10, max_connections=3)
+    errors = []
+
+    def hammer():
+        try:
+            for _ in range(3):
+                client.list_customers_page(per_page=1)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stats = ctl.stats()
+    assert stats["requests"] >= 24
+    assert stats["peak_concurrency"] <= 3
+    assert stats["peak_requests_per_second"] <= 10
+    assert stats["rate_limited"] == 0 and stats["over_capacity"] == 0
+    assert client.stats["peak_in_flight"] == 3  # the cap is used, not just respected
+    assert client.stats["retries"] == 0
+
+
+# ---------------------------------------------------------------------------------------- secrecy
+
+
+def test_api_key_never_appears_in_errors_reprs_or_logs(make_client, ctl, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = make_client(max_attempts=2)
+    raised: list[BaseException] = []
+
+    def capture(fn, *a, **kw):
+        try:
+            fn(*a, **kw)
+        except ChartMogulError as exc:
+            raised.append(exc)
+
+    capture(client.retrieve_customer, "cus_missing")
+    capture(client.create_customer, {"data_source_uuid": "ds_nope", "external_id": "k1"})
+    capture(make_client(api_key=TEST_API_KEY + "x").list_customers_page)
+    ctl.configure(fault_rate=1.0, fault_kinds=["html500", "drop", "503"])
+    capture(client.list_customers_page)
+    ctl.configure(fault_rate=0.0, latency_ms=400)
+    capture(make_client(read_timeout=0.1, max_attempts=2).list_customers_page)
+    ctl.configure(latency_ms=0)
+    drain(ctl, ctl.stats()["requests"])
+    assert len(raised) == 5
+    texts = [repr(client), repr(client.limiter), str(client.stats), caplog.text]
+    for exc in raised:
+        texts += [
+            str(exc),
+            repr(exc),
+            "".join(traceback.format_exception(exc)),
+            str(exc.details),
+            str(exc.__dict__),
+        ]
+    blob = "\n".join(texts)
+    assert TEST_API_KEY not in blob
+    assert "Authorization" not in blob and "Basic " not in blob
+
+
+def test_retry_after_beyond_the_budget_gives_up_at_once(make_client, ctl):
+    ctl.configure(rate_limit_rps=1, retry_after=30)
+    client = make_client(max_retry_seconds=2.0)
+    t0 = time.monotonic()
+    with pytest.raises(RateLimitError) as info:
+        for _ in range(3):  # the second call at the latest is over 1 request/s
+            client.list_customers_page(per_page=1)
+    assert time.monotonic() - t0 < 1.0, "waited although Retry-After exceeds the retry budget"
+    assert info.value.status == 429 and info.value.retry_after == 30 and info.value.attempts == 1
+    assert client.stats["retries"] == 0 and client.stats["rate_limited"] == 1
