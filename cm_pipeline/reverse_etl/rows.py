@@ -218,7 +218,7 @@ def parse_email_row(row: Mapping[str, Any]) -> EmailAttribute:
         problems.append(f"custom attribute {key!r}: value None is null; by-email rows cannot remove a key")
     else:
         try:
-            typed, type_name = coerce_attribute(key, _maybe_json(row.get("value")), row.get("type"))
+            typed, type_name = coerce_attribute(key, row.get("value"), row.get("type"))
         except CoercionError as exc:
             problems.append(str(exc))
     if problems:
