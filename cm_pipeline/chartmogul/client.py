@@ -185,7 +185,6 @@ class ChartMogulClient:
         session = requests.Session()
         session.auth = (api_key, "")
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        session.trust_env = False  # no ~/.netrc or proxy credentials replacing ours
         # max_retries=0: retries live in _request, around the rate limiter, so that every retry
         # attempt takes a limiter slot again. urllib3's Retry inside the adapter would re-send
         # without passing through the limiter and could burst past the API's 40 req/s and 20 conns.
