@@ -1,3 +1,22 @@
 """Jobs for `Definitions`."""
 
-JOBS: list = []
+import dagster as dg
+
+from cm_pipeline.assets.extract import chartmogul_customers
+from cm_pipeline.ops.push import PUSH_JOBS
+
+# What a warehouse refresh materialises. The dbt models join it by extending this selection, e.g.
+# `dg.AssetSelection.assets(chartmogul_customers).downstream()`; checks on selected assets come along.
+WAREHOUSE_REFRESH_SELECTION = dg.AssetSelection.assets(chartmogul_customers)
+
+# Run-level guard: docker/dagster.yaml's QueuedRunCoordinator lets one run with this tag key run at a time.
+WAREHOUSE_REFRESH_RUN_TAGS = {"cm_pipeline/refresh": "warehouse"}
+
+warehouse_refresh_job = dg.define_asset_job(
+    name="warehouse_refresh_job",
+    selection=WAREHOUSE_REFRESH_SELECTION,
+    description="Refresh the warehouse from ChartMogul: extract chartmogul_customers (then the dbt models).",
+    tags=WAREHOUSE_REFRESH_RUN_TAGS,
+)
+
+JOBS: list = [warehouse_refresh_job, *PUSH_JOBS]
