@@ -4,8 +4,6 @@ The ops of one run exchange small summaries; the rows travel through chartmogul.
 run_id, and every outcome is written to chartmogul.push_log as soon as it is known.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 from pydantic import Field
 
