@@ -1,3 +1,5 @@
 """Sensors for `Definitions`."""
 
-SENSORS: list = []
+from cm_pipeline.ops.push_sensor import reverse_etl_sensor
+
+SENSORS: list = [reverse_etl_sensor]
