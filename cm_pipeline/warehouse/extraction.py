@@ -149,81 +149,105 @@ class _Progress:
 
 def run_extraction(client, engine: Engine, options: ExtractOptions, log: Log) -> ExtractResult:
     """Hold the refresh lock, run (or resume) a pass, verify deletions, publish; return what happened."""
-    started = time.monotonic()
-    requests_before = client.stats
     with AdvisoryLock(engine):
-        ensure_tables(engine)
-        the_pass = open_pass(
-            engine,
+        extraction = Extraction(client, engine, options, log)
+        extraction.open()
+        extraction.walk()
+        extraction.verify()
+        return extraction.publish()
+
+
+class Extraction:
+    """The phases of one run, in order: open (or resume) the pass, walk it, verify the unseen, publish.
+
+    `run_extraction` runs them under the refresh lock; tests may call them one by one (same code).
+    """
+
+    def __init__(self, client, engine: Engine, options: ExtractOptions, log: Log):
+        self.client, self.engine, self.options, self.log = client, engine, options, log
+        self.started = time.monotonic()
+        self.requests_before = client.stats
+        self.progress = _Progress(options.partitions)
+        self.the_pass: Pass | None = None
+        self.candidates: list[str] = []
+        self.checks: list[DeletionCheck] = []
+
+    def open(self) -> Pass:
+        options = self.options
+        ensure_tables(self.engine)
+        self.the_pass = the_pass = open_pass(
+            self.engine,
             filters=options.filters,
             partitions=options.partitions,
             per_page=options.per_page,
             full_refresh=options.full_refresh,
             resume_max_age=options.resume_max_age,
         )
-        log.info(
-            f"extract: pass {the_pass.pass_id} "
-            + (
-                f"resumed ({the_pass.note})"
-                if the_pass.resumed
-                else f"started{f' ({the_pass.note})' if the_pass.note else ''}"
-            )
-            + f"; partitions {', '.join(options.partitions)}; per_page {options.per_page}; "
-            f"filters {({k: v for k, v in options.filters.items() if v}) or 'none'}"
+        how = (
+            f"resumed ({the_pass.note})"
+            if the_pass.resumed
+            else "started" + (f" ({the_pass.note})" if the_pass.note else "")
         )
-        progress = _Progress(options.partitions)
-        _walk(client, engine, options, the_pass, progress, log)
-        log.info(progress.line(client).replace("extract:", "extract: pass complete:", 1))
+        self.log.info(
+            f"extract: pass {the_pass.pass_id} {how}; partitions {', '.join(options.partitions)}; "
+            f"per_page {options.per_page}; filters {({k: v for k, v in options.filters.items() if v}) or 'none'}"
+        )
+        return the_pass
 
-        checks: list[DeletionCheck] = []
-        candidates: list[str] = []
-        if options.verify_deletions:
-            candidates = deletion_candidates(
-                engine, the_pass.pass_id, the_pass.filters, options.max_deletion_checks + 1
+    def walk(self) -> None:
+        _walk(self.client, self.engine, self.options, self.the_pass, self.progress, self.log)
+        self.log.info(self.progress.line(self.client).replace("extract:", "extract: pass complete:", 1))
+
+    def verify(self) -> list[DeletionCheck]:
+        options, log = self.options, self.log
+        if not options.verify_deletions:
+            return []
+        candidates = deletion_candidates(
+            self.engine, self.the_pass.pass_id, self.the_pass.filters, options.max_deletion_checks + 1
+        )
+        if len(candidates) > options.max_deletion_checks:
+            log.warning(
+                f"extract: more than {options.max_deletion_checks} published customers were not seen by this "
+                f"pass; verifying the first {options.max_deletion_checks} only, the rest stay untouched "
+                "until a later run (raise max_deletion_checks to verify more at once)"
             )
-            if len(candidates) > options.max_deletion_checks:
-                log.warning(
-                    f"extract: more than {options.max_deletion_checks} published customers were not seen by this "
-                    f"pass; verifying the first {options.max_deletion_checks} only, the rest stay untouched "
-                    "until a later run (raise max_deletion_checks to verify more at once)"
-                )
-                candidates = candidates[: options.max_deletion_checks]
-            if candidates:
-                log.info(f"extract: verifying {len(candidates)} customer(s) this pass did not see")
-                checks = _verify(client, engine, the_pass.pass_id, candidates, options, progress, log)
-        result = publish(engine, the_pass.pass_id, checks)
-        clear_staging(engine, the_pass.pass_id)
+            candidates = candidates[: options.max_deletion_checks]
+        self.candidates = candidates
+        if candidates:
+            log.info(f"extract: verifying {len(candidates)} customer(s) this pass did not see")
+            self.checks = _verify(self.client, self.engine, self.the_pass.pass_id, candidates, options, log)
+        return self.checks
 
-    requests_after = client.stats
-    pages, customers = progress.totals()
-    duration = time.monotonic() - started
-    outcome = ExtractResult(
-        pass_id=the_pass.pass_id,
-        resumed=the_pass.resumed,
-        note=the_pass.note,
-        pages=pages,
-        customers_fetched=customers,
-        rejected=progress.rejected_count,
-        field_problems=progress.problem_count,
-        status_mismatches=sum(p.status_mismatches for p in progress.parts.values()),
-        deletion_candidates=len(candidates),
-        verified_alive=sum(1 for c in checks if c.outcome == "alive"),
-        verification_errors=sum(1 for c in checks if c.outcome == "error"),
-        publish=result,
-        duration_seconds=duration,
-        partitions=progress.parts,
-        requests={
-            "requests": requests_after["requests"] - requests_before["requests"],
-            "retries": requests_after["retries"] - requests_before["retries"],
-            "rate_limited": requests_after["rate_limited"] - requests_before["rate_limited"],
-        },
-    )
-    log.info(
-        f"extract: published pass {outcome.pass_id} in {duration:.1f} s: {result.inserted} inserted, "
-        f"{result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted, "
-        f"{result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
-    )
-    return outcome
+    def publish(self) -> ExtractResult:
+        the_pass, progress, checks = self.the_pass, self.progress, self.checks
+        result = publish(self.engine, the_pass.pass_id, checks)
+        clear_staging(self.engine, the_pass.pass_id)
+        requests_after, before = self.client.stats, self.requests_before
+        pages, customers = progress.totals()
+        duration = time.monotonic() - self.started
+        outcome = ExtractResult(
+            pass_id=the_pass.pass_id,
+            resumed=the_pass.resumed,
+            note=the_pass.note,
+            pages=pages,
+            customers_fetched=customers,
+            rejected=progress.rejected_count,
+            field_problems=progress.problem_count,
+            status_mismatches=sum(p.status_mismatches for p in progress.parts.values()),
+            deletion_candidates=len(self.candidates),
+            verified_alive=sum(1 for c in checks if c.outcome == "alive"),
+            verification_errors=sum(1 for c in checks if c.outcome == "error"),
+            publish=result,
+            duration_seconds=duration,
+            partitions=progress.parts,
+            requests={k: requests_after[k] - before[k] for k in ("requests", "retries", "rate_limited")},
+        )
+        self.log.info(
+            f"extract: published pass {outcome.pass_id} in {duration:.1f} s: {result.inserted} inserted, "
+            f"{result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted, "
+            f"{result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
+        )
+        return outcome
 
 
 def _walk(
@@ -349,13 +373,7 @@ def _walk_pages(client, options, status, expected_status, cursor, writer, part, 
 
 
 def _verify(
-    client,
-    engine: Engine,
-    pass_id: int,
-    uuids: list[str],
-    options: ExtractOptions,
-    progress: _Progress,
-    log: Log,
+    client, engine: Engine, pass_id: int, uuids: list[str], options: ExtractOptions, log: Log
 ) -> list[DeletionCheck]:
     """GET each unseen customer (concurrently, through the client's limiter); stage the ones still alive."""
 
