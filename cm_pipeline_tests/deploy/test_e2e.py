@@ -1,0 +1,147 @@
+"""The production topology end to end, without Docker: docker/dagster.yaml with Postgres storage, `dagster
+api grpc` as the code server, `dagster-webserver` and `dagster-daemon run` as subprocesses, the sandbox as
+ChartMogul. Refresh runs are launched through the webserver's GraphQL API and run by the daemon."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+from dagster_graphql import DagsterGraphQLClient
+
+from cm_pipeline_tests.conftest import TEST_API_KEY
+from cm_pipeline_tests.deploy import graphql as gq
+from cm_pipeline_tests.deploy.stack import REPOSITORY_NAME, DagsterStack, StackError, storage_env
+
+REFRESH_JOB = "warehouse_refresh_job"
+SCHEDULE = "warehouse_refresh_schedule"
+SENSOR = "reverse_etl_sensor"
+CUSTOMERS = 40
+RUNS_TIMEOUT = 180.0
+
+IN_FLIGHT_RUNS = """
+query InFlight {
+  runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) {
+    __typename
+    ... on Runs { results { runId jobName status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+@pytest.fixture
+def databases(postgres):
+    """A Dagster storage database and a warehouse database, both dropped afterwards."""
+    storage_url = postgres.create_database("cm_dagster")
+    warehouse_url = postgres.create_database("cm_wh")
+    yield storage_url, warehouse_url
+    postgres.drop_database(storage_url)
+    postgres.drop_database(warehouse_url)
+
+
+@pytest.fixture
+def sandbox():
+    from cm_pipeline.sandbox import SandboxProcess
+
+    with SandboxProcess(customers=CUSTOMERS, seed=6, api_key=TEST_API_KEY) as proc:
+        yield proc
+
+
+def _wait_for_location(stack: DagsterStack, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    error = gq.location_load_error(stack)
+    while error is not None:
+        if time.monotonic() > deadline or "loading" not in error:
+            raise StackError(f"code location did not load: {error}\n" + stack.diagnostics())
+        time.sleep(1)
+        error = gq.location_load_error(stack)
+
+
+def _wait_for_no_runs_in_flight(stack: DagsterStack, timeout: float = 90.0) -> None:
+    """Let anything a sensor or schedule tick launched finish before the processes are stopped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = stack.graphql(IN_FLIGHT_RUNS)["runsOrError"]["results"]
+        if not runs:
+            return
+        time.sleep(1)
+    raise StackError(f"runs still in flight: {runs}\n" + stack.diagnostics())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sandbox, tmp_path):
+    storage_url, warehouse_url = databases
+    env = {
+        **storage_env(storage_url),
+        "CHARTMOGUL_API_KEY": TEST_API_KEY,
+        "CHARTMOGUL_BASE_URL": sandbox.base_url,
+        "WAREHOUSE_URL": warehouse_url,
+        "CM_PIPELINE_STATE_DIR": str(tmp_path / "state"),
+    }
+    stack = DagsterStack(tmp_path, env)
+    with stack:
+        _wait_for_location(stack)
+
+        # 1. Two refreshes launched through the webserver's GraphQL API.
+        client = DagsterGraphQLClient("127.0.0.1", port_number=stack.web_port)
+        run_ids = [
+            client.submit_job_execution(
+                REFRESH_JOB, repository_location_name=stack.location_name, repository_name=REPOSITORY_NAME
+            )
+            for _ in range(2)
+        ]
+
+        # 2. The daemon dequeues and runs both to success.
+        runs = [gq.wait_for_run(stack, run_id, RUNS_TIMEOUT) for run_id in run_ids]
+        for run in runs:
+            assert run["status"] == "SUCCESS", (
+                f"run {run['runId']} ended {run['status']}:\n"
+                + gq.failure_messages(stack, run["runId"])
+                + "\n"
+                + stack.diagnostics()
+            )
+            kinds = [event["__typename"] for event in gq.run_events(stack, run["runId"])]
+            assert "RunEnqueuedEvent" in kinds, "the run did not go through the QueuedRunCoordinator"
+            assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
+            assert "RunSuccessEvent" in kinds
+
+        # Only one refresh at a time: the second started after the first ended.
+        first, second = sorted(runs, key=lambda r: r["startTime"])
+        assert second["startTime"] >= first["endTime"], (first, second)
+
+        engine = sa.create_engine(warehouse_url)
+        try:
+            with engine.connect() as conn:
+                loaded = conn.execute(sa.text("SELECT count(*) FROM chartmogul.customers")).scalar()
+        finally:
+            engine.dispose()
+        assert loaded == len(sandbox.control.customers()) == CUSTOMERS
+
+        # 3. The schedule and the sensor are listed and can be turned on (then off again).
+        schedules, sensors = gq.instigators(stack)
+        assert SCHEDULE in schedules, sorted(schedules)
+        assert SENSOR in sensors, sorted(sensors)
+        selector = gq.repository_selector(stack)
+
+        started = stack.graphql(gq.START_SCHEDULE, {"selector": {**selector, "scheduleName": SCHEDULE}})
+        assert started["startSchedule"].get("scheduleState", {}).get("status") == "RUNNING", started
+        started = stack.graphql(gq.START_SENSOR, {"selector": {**selector, "sensorName": SENSOR}})
+        assert started["startSensor"].get("sensorState", {}).get("status") == "RUNNING", started
+
+        schedules, sensors = gq.instigators(stack)
+        assert schedules[SCHEDULE]["scheduleState"]["status"] == "RUNNING"
+        assert sensors[SENSOR]["sensorState"]["status"] == "RUNNING"
+
+        stopped = stack.graphql(gq.STOP_SCHEDULE, {"id": schedules[SCHEDULE]["scheduleState"]["id"]})
+        assert stopped["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", stopped
+        stopped = stack.graphql(gq.STOP_SENSOR, {"id": sensors[SENSOR]["sensorState"]["id"]})
+        assert stopped["stopSensor"]["instigationState"]["status"] == "STOPPED", stopped
+        _wait_for_no_runs_in_flight(stack)
+
+    # 4. Everything stopped on SIGTERM/SIGINT; nothing needed SIGKILL.
+    killed = [s.name for s in stack.services if s.killed]
+    assert not killed, f"needed SIGKILL: {killed}\n" + stack.diagnostics()
+    assert all(not s.alive() for s in stack.services)
