@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from cm_pipeline_tests.deploy.stack import DOCKER_DIR
 
 COMPOSE_FILE = DOCKER_DIR / "docker-compose.yml"
+ENV_EXAMPLE = DOCKER_DIR / ".env.example"
 DAGSTER_SERVICES = ("code_server", "webserver", "daemon")
 STORAGE_VARS = (
     "DAGSTER_POSTGRES_HOST",
@@ -121,3 +123,10 @@ def test_sandbox_profile_adds_a_local_api(compose_binary, tmp_path):
     assert result.returncode == 0, result.stderr
     sandbox = json.loads(result.stdout)["services"]["sandbox"]
     assert sandbox["command"][:3] == ["python", "-m", "cm_pipeline.sandbox"]
+
+
+def test_env_example_documents_every_variable_compose_reads():
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    documented = set(re.findall(r"^#?\s*([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    assert used, "no ${VAR} found in the compose file"
+    assert used - documented == set()
