@@ -155,6 +155,11 @@ def apply(
             return
         try:
             entries = client.add_custom_attributes(email, payload["custom"])
+        except ValueError as err:  # refused by the client before sending
+            sink.write(
+                [LogEntry(op, email, "rejected", fp, payload=payload, error=str(err), started_at=started)]
+            )
+            return
         except ChartMogulError as err:
             sink.write(
                 [

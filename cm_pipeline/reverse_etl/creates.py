@@ -149,6 +149,9 @@ def apply(
                     log("dry_run", payload=new.body)
                 return
             result = client.create_customer(new.body)
+        except ValueError as err:  # refused by the client before sending
+            log("rejected", payload=new.body, error=str(err))
+            return
         except ChartMogulError as err:
             log(classify(err), payload=new.body, http_status=err.status, error=str(err))
             return

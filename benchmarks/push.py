@@ -1,0 +1,159 @@
+"""Reverse-ETL push figures: N changed customers against a sandbox limited to 40 req/s. Not a test.
+
+Each changed customer costs a GET (read live state) and a PATCH (the merged tags + custom), so
+calls/s counts both. The client is set to --client-rps (default 39): the API allows 40/s, and the
+client's limiter spaces calls so that no 1-second window exceeds its cap; the 35/s default of the
+resource leaves headroom for other users of the same key. Printed:
+
+1. floor: bare GETs through the same client and limiter (no Postgres, no merge) measured in this run
+2. the push: calls/s vs the limit and vs the floor, updates/s, the 429s seen (client and sandbox),
+   and the unresolved 429s (rows whose call still ended in 429: must be 0)
+
+Usage: .venv/bin/python benchmarks/push.py [--customers 10000] [--rate-limit 40] [--client-rps 39]
+       [--workers 10] [--warehouse-url postgresql+psycopg2://...]   (a scratch database is created
+       next to the warehouse URL's database and dropped at the end)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.reverse_etl.outcomes import OP_UPDATES
+from cm_pipeline.reverse_etl.push_log import _upsert_sql, ensure_tables
+from cm_pipeline.reverse_etl.run import push
+from cm_pipeline.sandbox import SandboxProcess
+from cm_pipeline.warehouse.connection import ensure_database, resolve_url
+from cm_pipeline.warehouse.mapping import map_customer
+
+KEY = "bench-key"
+
+
+def scratch_database(url: str) -> tuple[str, str]:
+    """(admin URL, URL of a new scratch database on the same server)."""
+    admin = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    name = f"cm_bench_push_{uuid.uuid4().hex[:8]}"
+    ensure_database(admin, name)
+    return admin, make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def load_warehouse(engine, client) -> int:
+    """Copy every sandbox customer into chartmogul.customers (one statement per page)."""
+    n = 0
+    sql = sa.text(_upsert_sql())
+    for page in client.list_customers():
+        rows = [map_customer(e)[0] for e in page.entries]
+        with engine.begin() as conn:
+            conn.execute(sql, rows)
+        n += len(rows)
+    return n
+
+
+def floor_calls_per_second(client, uuids: list[str], workers: int, seconds: float) -> float:
+    """Bare GETs through the client's limiter for ~`seconds`: the best rate the limiter allows here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    count = max(1, int(seconds * client.limiter.max_requests_per_second))
+    targets = (uuids * (count // max(1, len(uuids)) + 1))[:count]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(client.retrieve_customer, targets))
+    return count / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--customers", type=int, default=10_000)
+    p.add_argument("--rate-limit", type=int, default=40, help="sandbox requests/second (the API's limit)")
+    p.add_argument("--client-rps", type=float, default=39.0, help="client limiter cap")
+    p.add_argument("--workers", type=int, default=10)
+    p.add_argument("--floor-seconds", type=float, default=5.0)
+    p.add_argument("--warehouse-url", default=None, help="server to create the scratch database on")
+    args = p.parse_args()
+
+    admin, url = scratch_database(resolve_url(args.warehouse_url))
+    engine = sa.create_engine(url, pool_size=args.workers + 2)
+    try:
+        with SandboxProcess(
+            customers=args.customers, seed=1, rate_limit_rps=args.rate_limit, retry_after=None
+        ) as sandbox:
+            ensure_tables(engine)
+            with ChartMogulClient(
+                KEY, sandbox.base_url, max_requests_per_second=args.client_rps, max_connections=args.workers
+            ) as client:
+                loaded = load_warehouse(engine, client)
+                with engine.begin() as conn:
+                    conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS reverse_etl"))
+                    conn.execute(
+                        sa.text(
+                            "CREATE TABLE reverse_etl.chartmogul_customer_updates AS SELECT uuid AS customer_uuid, "
+                            "'[\"bench\"]'::jsonb AS add_tags, '[]'::jsonb AS remove_tags, "
+                            "jsonb_build_object('bench_run', 1) AS custom_attributes, "
+                            '\'{"bench_run": "Integer"}\'::jsonb AS attribute_types FROM chartmogul.customers'
+                        )
+                    )
+                    # bench_run must exist in the account for PATCH: give it to one customer by admin insert
+                uuids = [
+                    r[0]
+                    for r in engine.connect().execute(
+                        sa.text("SELECT uuid FROM chartmogul.customers LIMIT 200")
+                    )
+                ]
+                sandbox.control.insert_customer(email="bench-key-holder@example.com", custom={"bench_run": 0})
+                with engine.begin() as conn:  # the key is known to the warehouse, as after an extraction
+                    conn.execute(
+                        sa.text(
+                            "UPDATE chartmogul.customers SET custom_attributes = custom_attributes || '{\"bench_run\": 0}' "
+                            "WHERE uuid = (SELECT min(uuid) FROM chartmogul.customers)"
+                        )
+                    )
+                floor = floor_calls_per_second(client, uuids, args.workers, args.floor_seconds)
+                time.sleep(1.1)  # start the push with an empty rate window
+                sandbox.control.reset_stats()
+                before = client.stats
+                t0 = time.perf_counter()
+                result = push(engine, client, "bench", OP_UPDATES, max_workers=args.workers)
+                elapsed = time.perf_counter() - t0
+                after = client.stats
+            server = sandbox.control.stats()
+        with engine.connect() as conn:
+            unresolved = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM chartmogul.push_log WHERE outcome = 'failed' AND http_status = 429"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+        drop = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with drop.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        drop.dispose()
+
+    calls = after["requests"] - before["requests"]
+    seen_429 = after["rate_limited"] - before["rate_limited"]
+    rate = calls / elapsed
+    print(f"customers loaded: {loaded}; changed rows pushed: {result['rows']}")
+    print(
+        f"outcomes: applied {result['applied']}, unchanged {result['unchanged']}, rejected {result['rejected']}, "
+        f"failed {result['failed']}"
+    )
+    print(f"floor (bare GETs through the same limiter, {args.workers} threads): {floor:.1f} calls/s")
+    print(f"push: {calls} calls in {elapsed:.1f} s = {rate:.1f} calls/s")
+    print(f"  vs the {args.rate_limit}/s limit: {rate / args.rate_limit:.1%} (target >= 90%)")
+    print(f"  vs the floor: {rate / floor:.1%}")
+    print(f"  updates/s: {result['applied'] / elapsed:.1f}")
+    print(f"  429s seen: client {seen_429}, sandbox {server['rate_limited']}; unresolved 429s: {unresolved}")
+    print(
+        f"  sandbox peak requests in any 1 s window: {server['peak_requests_per_second']}, "
+        f"peak concurrency: {server['peak_concurrency']}"
+    )
+    return 0 if unresolved == 0 and result["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
