@@ -371,3 +371,28 @@ def test_snapshot_records_a_change(built, warehouse):
     ]
     unchanged = [v for v in versions if v["uuid"] != "cus_b"]
     assert len(unchanged) == len(CUSTOMERS) - 1 and all(v["current"] for v in unchanged)
+
+
+def _freshness(url: str) -> str:
+    invocation = build_dbt_resource(url).cli(["source", "freshness"], raise_on_error=False)
+    invocation.wait()
+    (result,) = invocation.get_artifact("sources.json")["results"]
+    assert result["unique_id"] == "source.cm_pipeline.chartmogul.customers"
+    return result["status"]
+
+
+def test_freshness_counts_a_publish_that_changed_nothing(built, warehouse):
+    """synced_at only moves on change: a quiet account is fresh as long as passes keep publishing."""
+    url, engine = warehouse
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {CUSTOMERS_TABLE} SET synced_at = now() - interval '3 days'"))
+        conn.execute(sa.text("DELETE FROM chartmogul.publish_log"))
+    assert _freshness(url) == "error"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO chartmogul.publish_log (pass_id, row_count, live_count, seen, inserted, updated,"
+                " unchanged, deleted, undeleted, filters) VALUES (1, 9, 8, 8, 0, 0, 8, 0, 0, '{}')"
+            )
+        )
+    assert _freshness(url) == "pass"
