@@ -2,12 +2,15 @@
 
 import dagster as dg
 
+from cm_pipeline.assets.dbt import cm_dbt_models
 from cm_pipeline.assets.extract import chartmogul_customers
 from cm_pipeline.ops.push import PUSH_JOBS
 
-# What a warehouse refresh materialises. The dbt models join it by extending this selection, e.g.
-# `dg.AssetSelection.assets(chartmogul_customers).downstream()`; checks on selected assets come along.
-WAREHOUSE_REFRESH_SELECTION = dg.AssetSelection.assets(chartmogul_customers)
+# What a warehouse refresh materialises: the extract, then `dbt build` of every dbt node (seeds included,
+# which are not downstream of the extract); checks on selected assets come along.
+WAREHOUSE_REFRESH_SELECTION = dg.AssetSelection.assets(chartmogul_customers) | dg.AssetSelection.assets(
+    cm_dbt_models
+)
 
 # Run-level guard: docker/dagster.yaml's QueuedRunCoordinator lets one run with this tag key run at a time.
 WAREHOUSE_REFRESH_RUN_TAGS = {"cm_pipeline/refresh": "warehouse"}
