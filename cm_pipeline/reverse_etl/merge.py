@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cm_pipeline.reverse_etl.coerce import FALSE_FORMS, TRUE_FORMS, parse_timestamp
+from cm_pipeline.reverse_etl.coerce import FALSE_FORMS, TRUE_FORMS, coerce_value, parse_timestamp
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ def attribute_entries(changes: Changes, keys: Iterable[str], source: str | None 
     """The add-custom-attributes `custom` list for `keys`: [{type, key, value[, source]}]."""
     out = []
     for key in keys:
-        entry = {"type": changes.types[key], "key": key, "value": changes.set_custom[key]}
+        value = coerce_value(key, changes.set_custom[key], changes.types[key])  # e.g. timestamps normalised
+        entry = {"type": changes.types[key], "key": key, "value": value}
         if source:
             entry["source"] = source
         out.append(entry)

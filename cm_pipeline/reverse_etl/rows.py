@@ -18,7 +18,9 @@ from typing import Any
 from cm_pipeline.reverse_etl.coerce import (
     CoercionError,
     coerce_attribute,
+    coerce_value,
     format_timestamp,
+    infer_type,
     normalize_type,
     parse_timestamp,
     validate_key,
@@ -156,7 +158,14 @@ def parse_update_row(row: Mapping[str, Any]) -> UpdateRequest:
             if value is None:
                 removals.append(key)
                 continue
-            typed, type_name = coerce_attribute(key, value, declared.get(key))
+            if declared.get(key) is None:
+                # Undeclared: sent as given (the account's type for an existing key applies); the
+                # inferred type is used only if the key has to be created.
+                typed, type_name = value, infer_type(key, value)
+                if isinstance(value, str):
+                    coerce_value(key, value, "String")  # length check
+            else:
+                typed, type_name = coerce_attribute(key, value, declared[key])
         except CoercionError as exc:
             problems.append(str(exc))
             continue

@@ -72,7 +72,7 @@ def test_parse_update_row_types_values_and_fingerprints():
         "attribute_types": {"seats": "Integer"},
     }
     req = parse_update_row(row)
-    assert req.changes.set_custom == {"seats": 12, "renewal": "2024-06-01T00:00:00Z"}
+    assert req.changes.set_custom == {"seats": 12, "renewal": "2024-06-01"}  # undeclared: sent as given
     assert req.changes.types == {"seats": "Integer", "renewal": "Timestamp"}
     assert req.changes.remove_custom == ("churn_risk",)
     same = dict(row, add_tags=["vip"])
