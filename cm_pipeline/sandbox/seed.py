@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid as uuidlib
 from collections.abc import Iterator
 
 from cm_pipeline.sandbox.validation import COUNTRIES, US_STATES
@@ -104,38 +103,51 @@ def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
     ds_choices = rng.choices(range(len(DATA_SOURCES)), weights=_DS_WEIGHTS, k=count)
     status_choices = rng.choices(STATUSES, weights=_STATUS_WEIGHTS, k=count)
     rand = rng.random
-    randint = rng.randint
-    choice = rng.choice
     getrandbits = rng.getrandbits
+
+    def randint(a: int, b: int) -> int:
+        return a + int(rand() * (b - a + 1))
+
+    def choice(seq):
+        return seq[int(rand() * len(seq))]
+
+    # Batch draws for the per-customer picks that every customer needs (much faster than choice()).
+    firsts, lasts = rng.choices(FIRST, k=count), rng.choices(LAST, k=count)
+    words, suffixes = rng.choices(COMPANY_WORDS, k=count), rng.choices(COMPANY_SUFFIX, k=count)
+    us_cities, other_cities = rng.choices(CITIES_US, k=count), rng.choices(CITIES_OTHER, k=count)
+    channels = rng.choices(CHANNELS, k=count)
+    tag_counts = rng.choices((0, 1, 2, 3), k=count)
+
     for i in range(count):
         cid = first_id + i
         ds_uuid, _, system = DATA_SOURCES[ds_choices[i]]
         status = status_choices[i]
         is_lead = status.endswith("Lead")
-        cuuid = "cus_" + str(uuidlib.UUID(int=getrandbits(128), version=4))
+        h = f"{getrandbits(128):032x}"
+        cuuid = f"cus_{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
         if system == "Stripe":
-            external_id = f"cus_{getrandbits(48):012x}{i:x}"
+            external_id = f"cus_{h[20:]}{i:x}"
         else:
             external_id = f"{system.lower()}_{seed}_{i}"
-        first, last = choice(FIRST), choice(LAST)
+        first, last = firsts[i], lasts[i]
         roll = rand()
         if roll < 0.04:
             name = choice(ODD_TEXT)
         else:
             name = f"{first} {last}"
-        company = choice(ODD_TEXT) if roll > 0.96 else f"{choice(COMPANY_WORDS)} {choice(COMPANY_SUFFIX)}"
+        company = choice(ODD_TEXT) if roll > 0.96 else f"{words[i]} {suffixes[i]}"
         if rand() < 0.03:
             k = randint(0, SHARED_EMAIL_POOL - 1)
             email = f"billing{k}@shared.example.com" if rand() < 0.7 else f"Billing{k}@Shared.Example.com"
         else:
             email = f"user{seed}.{i}@example.com"
         if rand() < 0.7:
-            city, state = choice(CITIES_US)
+            city, state = us_cities[i]
             country = "US"
             address = {"address_zip": f"{randint(501, 99950):05d}", "city": city,
                        "state": US_STATES[state], "country": COUNTRIES["US"]}  # fmt: skip
         else:
-            city, country = choice(CITIES_OTHER)
+            city, country = other_cities[i]
             state = None
             address = {"address_zip": str(randint(1000, 99999)), "city": city, "state": None,
                        "country": COUNTRIES.get(country, country)}  # fmt: skip
@@ -148,12 +160,12 @@ def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
         else:
             customer_since = _since(lead_at + randint(86400, 86400 * 45))
             mrr = 0 if status == "Cancelled" else randint(10, 5000) * 100 + choice((0, 0, 50, 99))
-        ntags = randint(0, 3)
-        tags = rng.sample(TAGS, ntags) if ntags else []
+        ntags = tag_counts[i]
+        tags = list(dict.fromkeys(choice(TAGS) for _ in range(ntags))) if ntags else []
         custom: dict = {}
         if rand() < 0.8:
             custom["CAC"] = randint(0, 2000)
-            custom["channel"] = choice(CHANNELS)
+            custom["channel"] = channels[i]
         if rand() < 0.5:
             custom["utmCampaign"] = choice(CAMPAIGNS)
             custom["pro"] = rand() < 0.5

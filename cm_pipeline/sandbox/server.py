@@ -302,7 +302,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
             + b',"has_more":'
             + (b"true" if page.has_more else b"false")
         )
-        if page.total is not None:
+        # First pages carry the deprecated paging fields, except external_id look-ups, which answer
+        # exactly {"entries": [...], "has_more": ..., "cursor": ...} (README facts).
+        if page.total is not None and filters.external_id is None:
             total_pages = (page.total + per_page - 1) // per_page
             tail = (
                 f'"per_page":{per_page},"page":1,"current_page":1,"total_pages":{total_pages},'.encode()
