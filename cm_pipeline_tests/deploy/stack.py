@@ -40,6 +40,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def require_tcp_postgres(postgres) -> None:
+    """Skip, saying why, when the test Postgres has no TCP address (docker/dagster.yaml needs host:port)."""
+    import pytest
+
+    if not make_url(postgres.admin_url).host:
+        pytest.skip(
+            f"docker/dagster.yaml reaches Postgres over TCP (host/port); the test Postgres is the "
+            f"{postgres.source} on a unix socket. Set TEST_WAREHOUSE_URL to a TCP server to run this test."
+        )
+
+
 def storage_env(url: str) -> dict[str, str]:
     """The DAGSTER_POSTGRES_* variables docker/dagster.yaml reads, for the database at `url` (TCP only)."""
     parsed = make_url(url)

@@ -12,7 +12,7 @@ import yaml
 
 from cm_pipeline.project import REPO_ROOT
 from cm_pipeline_tests.deploy.credentials import credential_findings
-from cm_pipeline_tests.deploy.stack import DAGSTER_YAML, DOCKER_DIR, storage_env
+from cm_pipeline_tests.deploy.stack import DAGSTER_YAML, DOCKER_DIR, require_tcp_postgres, storage_env
 
 HELM_VALUES = DOCKER_DIR / "helm" / "values.yaml"
 REFRESH_JOB = "warehouse_refresh_job"
@@ -58,6 +58,7 @@ def test_the_instance_loads_from_the_shipped_file_into_postgres(postgres, tmp_pa
     from dagster import DagsterInstance
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
+    require_tcp_postgres(postgres)
     url = postgres.create_database("cm_dagster")
     try:
         home = tmp_path / "dagster_home"

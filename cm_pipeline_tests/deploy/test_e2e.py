@@ -12,7 +12,13 @@ from dagster_graphql import DagsterGraphQLClient
 
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.deploy import graphql as gq
-from cm_pipeline_tests.deploy.stack import REPOSITORY_NAME, DagsterStack, StackError, storage_env
+from cm_pipeline_tests.deploy.stack import (
+    REPOSITORY_NAME,
+    DagsterStack,
+    StackError,
+    require_tcp_postgres,
+    storage_env,
+)
 
 REFRESH_JOB = "warehouse_refresh_job"
 SCHEDULE = "warehouse_refresh_schedule"
@@ -34,6 +40,7 @@ query InFlight {
 @pytest.fixture
 def databases(postgres):
     """A Dagster storage database and a warehouse database, both dropped afterwards."""
+    require_tcp_postgres(postgres)
     storage_url = postgres.create_database("cm_dagster")
     warehouse_url = postgres.create_database("cm_wh")
     yield storage_url, warehouse_url
