@@ -1,0 +1,62 @@
+"""The refresh job, its concurrency guards and the schedule's cron (default hourly, or from the environment)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from cm_pipeline.assets.extract import WAREHOUSE_REFRESH_POOL, chartmogul_customers
+from cm_pipeline.jobs import WAREHOUSE_REFRESH_RUN_TAGS, WAREHOUSE_REFRESH_SELECTION
+from cm_pipeline.schedules import DEFAULT_REFRESH_CRON, build_schedules, warehouse_refresh_schedule
+
+
+def test_job_selects_the_asset_with_its_checks_and_carries_the_run_guard_tag():
+    from cm_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("warehouse_refresh_job")
+    assert WAREHOUSE_REFRESH_RUN_TAGS.items() <= job.run_tags.items()
+    graph = defs.get_repository_def().asset_graph
+    assert dg.AssetKey("chartmogul_customers") in WAREHOUSE_REFRESH_SELECTION.resolve(graph)
+    checks = {k.name for k in WAREHOUSE_REFRESH_SELECTION.resolve_checks(graph)}
+    expected = {
+        "customers_uuid_unique_and_not_null",
+        "customers_no_unverified_disappearance",
+        "customers_freshness",
+    }
+    assert expected <= checks
+
+
+def test_asset_is_in_the_refresh_pool_and_has_a_freshness_policy():
+    spec = next(iter(chartmogul_customers.specs))
+    assert spec.group_name == "chartmogul"
+    assert chartmogul_customers.op.pool == WAREHOUSE_REFRESH_POOL
+    assert spec.freshness_policy is not None
+    assert chartmogul_customers.op.description
+
+
+def test_schedule_is_hourly_by_default_and_takes_the_cron_from_the_environment():
+    [default] = build_schedules({})
+    assert (
+        default.name == "warehouse_refresh_schedule"
+        and default.cron_schedule == DEFAULT_REFRESH_CRON == "0 * * * *"
+    )
+    assert default.job_name == "warehouse_refresh_job"
+    [custom] = build_schedules({"WAREHOUSE_REFRESH_CRON": "*/15 * * * *"})
+    assert custom.cron_schedule == "*/15 * * * *"
+    assert warehouse_refresh_schedule("30 2 * * *").cron_schedule == "30 2 * * *"
+    with pytest.raises(ValueError, match="WAREHOUSE_REFRESH_CRON: 'hourly' is not a valid cron"):
+        build_schedules({"WAREHOUSE_REFRESH_CRON": "hourly"})
+
+
+def test_the_code_location_reads_the_cron_when_it_loads():
+    code = (
+        "from cm_pipeline.definitions import defs;"
+        "print(defs.get_repository_def().get_schedule_def('warehouse_refresh_schedule').cron_schedule)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "WAREHOUSE_REFRESH_CRON": "5 */2 * * *"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "5 */2 * * *"
