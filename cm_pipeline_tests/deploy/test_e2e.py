@@ -115,6 +115,9 @@ def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sand
             assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
             assert "RunSuccessEvent" in kinds
 
+            messages = " ".join(e.get("message") or "" for e in gq.run_events(stack, run["runId"]))
+            assert TEST_API_KEY not in messages, "the API key leaked into the run's events"
+
         # Only one refresh at a time: the second started after the first ended.
         first, second = sorted(runs, key=lambda r: r["startTime"])
         assert second["startTime"] >= first["endTime"], (first, second)
@@ -152,3 +155,7 @@ def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sand
     killed = [s.name for s in stack.services if s.killed]
     assert not killed, f"needed SIGKILL: {killed}\n" + stack.diagnostics()
     assert all(not s.alive() for s in stack.services)
+    for service in stack.services:
+        assert TEST_API_KEY not in service.log_path.read_text(errors="replace"), (
+            f"API key in {service.name} log"
+        )
