@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -124,6 +125,23 @@ def ensure_manifest(project: DbtProject = DBT_PROJECT) -> Path:
     return Path(project.manifest_path)
 
 
+def prune_run_artifacts(target_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest per-invocation folders dagster-dbt leaves under `target_dir`.
+
+    Each dbt invocation writes its manifest, run results and log (a few MB) to a folder of its own;
+    without pruning a scheduled refresh fills the disk. dbt's own `compiled`/`run` folders are kept.
+    """
+    if not target_dir.is_dir():
+        return []
+    folders = [p for p in target_dir.iterdir() if p.is_dir() and p.name not in ("compiled", "run")]
+    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for folder in folders[max(keep, 0) :]:
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 class WarehouseDbtCliResource(DbtCliResource):
     """dbt CLI pointed at the warehouse: each invocation gets the CM_DBT_* variables profiles.yml reads,
     computed at run time from `warehouse_url`, else WAREHOUSE_URL, else the embedded Postgres."""
@@ -133,12 +151,17 @@ class WarehouseDbtCliResource(DbtCliResource):
         description="postgresql+psycopg2:// URL; when unset, WAREHOUSE_URL, else the embedded Postgres.",
     )
 
+    keep_run_artifacts: int = Field(
+        default=20, description="How many past dbt invocations' artifact folders to keep under target/."
+    )
+
     def profile_env(self) -> dict[str, str]:
         """The CM_DBT_* variables for the resolved warehouse (password included: never log them)."""
         return warehouse_profile_env(resolve_url(self.warehouse_url))
 
     def cli(self, args, **kwargs):  # same signature as DbtCliResource.cli
         """Run dbt with the warehouse connection in its environment (the subprocess and dbt's adapter)."""
+        prune_run_artifacts(Path(self.project_dir) / DBT_PROJECT.target_path, self.keep_run_artifacts)
         with environment(self.profile_env()):
             return super().cli(args, **kwargs)
 

@@ -18,6 +18,7 @@ from cm_pipeline.dbt_project import (
     ensure_manifest,
     environment,
     manifest_is_stale,
+    prune_run_artifacts,
     warehouse_profile_env,
 )
 from cm_pipeline.definitions import defs
@@ -116,3 +117,21 @@ def test_status_accepted_values_is_a_check(graph):
     }
     assert any(name.startswith("accepted_values_dim_customers_status") for name in names), names
     assert any(name.startswith("relationships_dim_customers_customer_uuid") for name in names), names
+
+
+def test_prune_run_artifacts_keeps_the_newest_folders_and_dbt_files(tmp_path):
+    for i in range(5):
+        folder = tmp_path / f"cm_dbt_models-run{i}-abc"
+        folder.mkdir()
+        (folder / "run_results.json").write_text("{}")
+        os.utime(folder, (1000 + i, 1000 + i))
+    (tmp_path / "compiled").mkdir()
+    (tmp_path / "manifest.json").write_text("{}")
+    removed = prune_run_artifacts(tmp_path, keep=2)
+    assert sorted(p.name for p in removed) == [f"cm_dbt_models-run{i}-abc" for i in range(3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cm_dbt_models-run3-abc",
+        "cm_dbt_models-run4-abc",
+        "compiled",
+        "manifest.json",
+    ]
