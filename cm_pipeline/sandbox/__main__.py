@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -35,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-phase", default="before", choices=("before", "after"))
     p.add_argument("--fault-methods", default="GET,POST,PATCH,PUT,DELETE")
     p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process is gone (SandboxProcess)"
+    )
     return p.parse_args(argv)
 
 
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     while not stop.wait(0.5):
-        pass
+        if a.parent_pid is not None and os.getppid() != a.parent_pid:
+            break  # orphaned: the SandboxProcess owner died without stopping us
     server.stop()
     return 0
 

@@ -66,9 +66,6 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def serve_until(self, event: threading.Event) -> None:
-        event.wait()
-
     def __enter__(self) -> SandboxServer:
         return self.start()
 

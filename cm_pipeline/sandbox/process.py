@@ -52,6 +52,7 @@ class SandboxProcess:
         self.startup_timeout = startup_timeout
         self._args = cli_args(customers, seed, api_key, port, host, knobs)
         self._proc: subprocess.Popen | None = None
+        self._drain: threading.Thread | None = None
         self._base_url: str | None = None
 
     def __repr__(self) -> str:
@@ -66,7 +67,7 @@ class SandboxProcess:
             return self
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "cm_pipeline.sandbox", *self._args],
+            [sys.executable, "-m", "cm_pipeline.sandbox", *self._args, "--parent-pid", str(os.getpid())],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -94,7 +95,8 @@ class SandboxProcess:
                     raise
                 time.sleep(0.05)
         # Keep draining stdout so the child can never block on a full pipe.
-        threading.Thread(target=self._proc.stdout.read, daemon=True).start()
+        self._drain = threading.Thread(target=self._proc.stdout.read, daemon=True)
+        self._drain.start()
         return self
 
     @property
@@ -118,6 +120,9 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
+        if self._drain is not None:
+            self._drain.join(timeout=5)  # EOF once the child is gone
+            self._drain = None
         if proc.stdout:
             proc.stdout.close()
 

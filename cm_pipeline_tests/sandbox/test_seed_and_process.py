@@ -92,3 +92,26 @@ def test_sandbox_process_serves_and_stops():
     assert proc.pid is None and pid
     assert child.returncode == 0, "SIGTERM stops the sandbox cleanly"
     assert free_port_is_closed(port)
+
+
+def test_sandbox_process_exits_when_its_owner_dies():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import os\nfrom cm_pipeline.sandbox import SandboxProcess\n"
+        "p = SandboxProcess(customers=10).start()\nprint(p.pid, flush=True)\nos._exit(0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError("orphaned sandbox process kept running")
