@@ -23,11 +23,12 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse.locks import raw_connection
 from cm_pipeline.warehouse.mapping import (
+    TYPED_COLUMNS,
     FieldProblem,
     RowRejected,
-    copy_line,
-    customer_copy_values,
-    map_customer,
+    copy_field,
+    mapped_columns_sql,
+    prepare_entry,
 )
 from cm_pipeline.warehouse.schema import (
     CHECKPOINTS_TABLE,
@@ -53,6 +54,20 @@ def ensure_tables(engine: Engine) -> None:
         with conn.cursor() as cur:
             # Serialise concurrent DDL (CREATE ... IF NOT EXISTS is not race-free).
             cur.execute("SELECT pg_advisory_xact_lock(17229, 2)")
+            schema, table = STAGING_TABLE.split(".")
+            cur.execute(
+                "SELECT array_agg(column_name::text ORDER BY ordinal_position) FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = %s",
+                (schema, table),
+            )
+            existing = cur.fetchone()[0]
+            if existing and tuple(existing) != ("fetch_seq", *STAGING_COLUMN_NAMES):
+                # Staging from an older layout: it only ever holds an unfinished pass, which restarts.
+                cur.execute(f"DROP TABLE {STAGING_TABLE}")
+                cur.execute(
+                    f"UPDATE {PASSES_TABLE} SET state = 'abandoned', finished_at = now(),"
+                    " note = 'staging layout changed' WHERE state = 'running'"
+                )
             for statement in [*customers_ddl(), *extraction_ddl()]:
                 cur.execute(statement)
         conn.commit()
@@ -187,9 +202,10 @@ class StagingWriter:
 
     def _encode(self, entries: Iterable[Any], outcome: PageOutcome) -> list[tuple[str, str, Any]]:
         lines = []
+        prefix = self._prefix
         for entry in entries:
             try:
-                row, problems = map_customer(entry)
+                prepared = prepare_entry(entry)
             except RowRejected as exc:
                 outcome.rejected.append(str(exc))
                 lines.append((None, str(exc), entry))
@@ -200,8 +216,12 @@ class StagingWriter:
                 outcome.rejected.append(message)
                 lines.append((None, message, entry))
                 continue
-            outcome.problems.extend(problems)
-            lines.append((row["uuid"], self._prefix + copy_line(customer_copy_values(row)), entry))
+            if prepared.problems:
+                outcome.problems.extend(prepared.problems)
+            typed = "\t".join([copy_field(v) for v in prepared.typed])
+            raw = prepared.raw.replace("\\", "\\\\")  # JSON text has no raw tab/newline; double backslashes
+            line = f"{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\n"
+            lines.append((prepared.uuid, line, entry))
         return lines
 
     def write_page(self, entries: Sequence[Any], next_cursor: str | None, has_more: bool) -> PageOutcome:
@@ -351,6 +371,7 @@ class PublishResult:
 
 
 _DATA_COLS = ", ".join(CUSTOMER_DATA_COLUMNS)
+_STAGED_COLS = ", ".join(("uuid", *TYPED_COLUMNS, "raw"))
 _UPDATABLE = [c for c in CUSTOMER_DATA_COLUMNS if c != "uuid"]
 
 
@@ -371,7 +392,7 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
                 raise RuntimeError(f"pass {pass_id} is {state}, not running: nothing to publish")
             cur.execute(
                 "CREATE TEMP TABLE _latest ON COMMIT DROP AS"
-                f" SELECT DISTINCT ON (uuid) {_DATA_COLS} FROM {STAGING_TABLE}"
+                f" SELECT DISTINCT ON (uuid) {_STAGED_COLS} FROM {STAGING_TABLE}"
                 " WHERE pass_id = %s ORDER BY uuid, fetch_seq DESC",
                 (pass_id,),
             )
@@ -382,7 +403,7 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
             undeleted = cur.fetchone()[0]
             cur.execute(
                 f"WITH up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
-                f" SELECT {_DATA_COLS}, now(), now(), NULL FROM _latest"
+                f" SELECT {mapped_columns_sql('l')}, now(), now(), NULL FROM _latest l"
                 f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
                 f" WHERE c.deleted_at IS NOT NULL OR {differs}"
                 " RETURNING (xmax = 0) AS inserted)"

@@ -3,12 +3,15 @@
 Rules:
 - Every column is derived from the entry; the entry itself is kept verbatim in `raw`, so a field the API
   adds later is never an error and never lost.
+- Split for speed: Python validates each entry (uuid, the integer and timestamp fields, the type of every
+  other field) and stages uuid + typed values + raw JSON with one COPY; SQL derives the text and jsonb
+  columns from `raw` at publish time (`mapped_columns_sql`), with the same source-key rules.
 - A field whose value cannot be coerced to its column type is stored as NULL and reported as a
   `FieldProblem` naming the customer, the field and what is wrong; the rest of the row is kept.
 - An entry that is not an object, or has no usable `uuid`, cannot be stored (uuid is the key): it raises
   `RowRejected`, and the caller records it without sinking the other rows of the page.
 - Postgres text and jsonb cannot hold NUL (U+0000) nor lone UTF-16 surrogates: both are replaced by
-  U+FFFD (the Unicode replacement character) in columns and in `raw`, and reported as a problem.
+  U+FFFD (the Unicode replacement character) in `raw` (hence in every column), and reported as a problem.
   Everything else (quotes, backslashes, tabs, newlines, SQL metacharacters, any Unicode) round-trips.
 """
 
@@ -203,6 +206,9 @@ def entry_uuid(entry: Any) -> str:
 def map_customer(entry: Any) -> tuple[dict[str, Any], list[FieldProblem]]:
     """Column name -> value for every CUSTOMER_DATA_COLUMNS column, plus the problems met.
 
+    The single-row mapping (used where one customer is written, e.g. after a push); the bulk path stages
+    `prepare_entry` and maps with `mapped_columns_sql`, and tests hold the two to identical rows.
+
     Values: str for text, int for bigint, aware datetime for timestamptz, JSON text for jsonb.
     """
     uuid = entry_uuid(entry)
@@ -262,6 +268,118 @@ def map_customer(entry: Any) -> tuple[dict[str, Any], list[FieldProblem]]:
 
     row["raw"], _ = dump_json(entry)
     return row, problems
+
+
+# Columns whose values Python validates and stages as typed columns; every other column is extracted from
+# `raw` by SQL at publish time (`mapped_columns_sql`), guarded by jsonb_typeof so a wrong type is NULL.
+TYPED_COLUMNS: tuple[str, ...] = (
+    "id",
+    "mrr",
+    "arr",
+    "customer_since",
+    "lead_created_at",
+    "free_trial_started_at",
+)
+_TEXT_OK = (str, int, float)  # numbers are stored as their text
+
+
+@dataclass
+class PreparedEntry:
+    """An entry ready for staging: its key, typed values (TYPED_COLUMNS order), raw JSON text, problems."""
+
+    uuid: str
+    typed: list[Any]
+    raw: str
+    problems: list[FieldProblem]
+
+
+def prepare_entry(entry: Any) -> PreparedEntry:
+    """Validate an API entry for staging; RowRejected when it has no usable uuid.
+
+    Bad values never raise: they become FieldProblems (the column will be NULL, `raw` keeps the value).
+    """
+    uuid = entry_uuid(entry)
+    problems: list[FieldProblem] = []
+    typed: list[Any] = []
+    for column in ("id", "mrr", "arr"):
+        key, value = _pick(entry, INTEGER_SOURCES[column])
+        if value is None or (value.__class__ is int and -(2**63) <= value < 2**63):
+            typed.append(value)
+            continue
+        try:
+            typed.append(parse_integer(value))
+        except ValueError as exc:
+            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
+            typed.append(None)
+    for column in ("customer_since", "lead_created_at", "free_trial_started_at"):
+        key, value = _pick(entry, TIMESTAMP_SOURCES[column])
+        try:
+            typed.append(parse_timestamp(value))
+        except ValueError as exc:
+            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
+            typed.append(None)
+    for keys in TEXT_SOURCES.values():
+        key, value = _pick(entry, keys)
+        if value is not None and (not isinstance(value, _TEXT_OK) or value.__class__ is bool):
+            problems.append(FieldProblem(uuid, key, f"is not text: {_short(value)}; stored NULL"))
+    attributes = entry.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
+        attributes = None
+    for where, key, expected in JSON_SOURCES.values():
+        value = (entry if where == "top" else (attributes or {})).get(key)
+        if value is not None and not isinstance(value, expected):
+            label = key if where == "top" else f"attributes.{key}"
+            kind = "an array" if expected is list else "an object"
+            problems.append(FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL"))
+    raw, replaced = dump_json(entry)
+    if replaced:  # rare: say where
+        for key, value in entry.items():
+            if _has_bad_chars(value) or _has_bad_chars(key):
+                problems.append(
+                    FieldProblem(
+                        uuid, key, "contains NUL or lone surrogates; replaced by U+FFFD (also in raw)"
+                    )
+                )
+    return PreparedEntry(uuid, typed, raw, problems)
+
+
+def _has_bad_chars(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_BAD_CHARS.search(value))
+    if isinstance(value, dict):
+        return any(_has_bad_chars(k) or _has_bad_chars(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_bad_chars(v) for v in value)
+    return False
+
+
+def _sql_value(keys: tuple[str, ...], base: str) -> str:
+    """The jsonb value of the first of `keys` present in `base` (same rule as `_pick`)."""
+    expr = f"{base} -> '{keys[-1]}'"
+    for key in reversed(keys[:-1]):
+        expr = f"CASE WHEN {base} ? '{key}' THEN {base} -> '{key}' ELSE {expr} END"
+    return expr
+
+
+def mapped_columns_sql(alias: str) -> str:
+    """SELECT list producing CUSTOMER_DATA_COLUMNS from a staging row `alias` (uuid, TYPED_COLUMNS, raw)."""
+    raw = f"{alias}.raw"
+    exprs = []
+    for column in CUSTOMER_DATA_COLUMNS:
+        if column == "uuid" or column == "raw" or column in TYPED_COLUMNS:
+            exprs.append(f"{alias}.{column}")
+        elif column in TEXT_SOURCES:
+            value = _sql_value(TEXT_SOURCES[column], raw)
+            exprs.append(
+                f"CASE WHEN jsonb_typeof({value}) IN ('string', 'number') THEN ({value}) #>> '{{}}' END AS {column}"
+            )
+        else:
+            where, key, expected = JSON_SOURCES[column]
+            value = f"{raw} -> '{key}'" if where == "top" else f"{raw} -> 'attributes' -> '{key}'"
+            kind = "array" if expected is list else "object"
+            exprs.append(f"CASE WHEN jsonb_typeof({value}) = '{kind}' THEN {value} END AS {column}")
+    return ",\n    ".join(exprs)
 
 
 # ---- COPY text format ---------------------------------------------------------------------------

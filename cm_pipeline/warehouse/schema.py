@@ -73,17 +73,27 @@ REJECTS_TABLE = f"{SCHEMA}._extract_rejects"
 DELETION_CHECKS_TABLE = f"{SCHEMA}.deletion_checks"
 PUBLISH_LOG_TABLE = f"{SCHEMA}.publish_log"
 
-# The staging table mirrors the data columns (same types, no constraints) plus where/when each row came.
-STAGING_COLUMN_NAMES: tuple[str, ...] = ("pass_id", "partition", *CUSTOMER_DATA_COLUMNS)
+# The staging table: where/when each entry came from, its uuid, the values Python validated, and raw.
+STAGING_TYPED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "bigint"),
+    ("mrr", "bigint"),
+    ("arr", "bigint"),
+    ("customer_since", "timestamptz"),
+    ("lead_created_at", "timestamptz"),
+    ("free_trial_started_at", "timestamptz"),
+)
+STAGING_COLUMN_NAMES: tuple[str, ...] = (
+    "pass_id",
+    "partition",
+    "uuid",
+    *(n for n, _ in STAGING_TYPED_COLUMNS),
+    "raw",
+)
 
 
 def extraction_ddl() -> list[str]:
     """Statements that create the staging, checkpoint and audit tables if they are missing."""
-    data_cols = ",\n    ".join(
-        f"{name} {ddl.replace(' NOT NULL PRIMARY KEY', '').replace(' NOT NULL', '')}"
-        for name, ddl in CUSTOMER_COLUMNS
-        if name in CUSTOMER_DATA_COLUMNS
-    )
+    typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
     return [
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
         f"CREATE SEQUENCE IF NOT EXISTS {STAGING_SEQUENCE}",
@@ -111,9 +121,9 @@ def extraction_ddl() -> list[str]:
     fetch_seq bigint NOT NULL DEFAULT nextval('{STAGING_SEQUENCE}'),
     pass_id bigint NOT NULL,
     partition text NOT NULL,
-    {data_cols}
+    uuid text NOT NULL,
+{typed_cols}    raw jsonb NOT NULL
 )""",
-        f"CREATE INDEX IF NOT EXISTS _customers_staging_uuid_idx ON {STAGING_TABLE} (pass_id, uuid, fetch_seq)",
         f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
     pass_id bigint NOT NULL,
     partition text NOT NULL,

@@ -18,7 +18,7 @@ from cm_pipeline.warehouse.loader import (
 )
 from cm_pipeline.warehouse.locks import AdvisoryLock, RefreshAlreadyRunning
 from cm_pipeline.warehouse.schema import CUSTOMER_COLUMN_NAMES
-from cm_pipeline_tests.warehouse.reference_examples import LIST_EXAMPLE, TRICKY_STRINGS
+from cm_pipeline_tests.warehouse.reference_examples import LIST_EXAMPLE, RETRIEVE_EXAMPLE, TRICKY_STRINGS
 
 PARTS = ["Active", "Cancelled"]
 
@@ -224,3 +224,44 @@ def test_table_columns_are_the_agreed_ones(db):
             .all()
         )
     assert tuple(cols) == CUSTOMER_COLUMN_NAMES
+
+
+def mapping_corpus() -> list[dict]:
+    """Entries that exercise every mapping rule: the pages' examples, seeded data, odd and bad values."""
+    from cm_pipeline.sandbox.seed import generate
+
+    corpus = [dict(LIST_EXAMPLE), {**RETRIEVE_EXAMPLE, "uuid": "cus_retrieve"}, {"uuid": "cus_bare"}]
+    corpus += [{**d, "uuid": f"cus_seed_{i}"} for i, d in enumerate(generate(150, 5))]
+    for i, s in enumerate(TRICKY_STRINGS):
+        corpus.append(customer(f"cus_tricky_{i}", name=s, attributes={"tags": [s], "custom": {s or "k": s}}))
+    bad = [
+        {"mrr": "lots"}, {"mrr": 10.5}, {"arr": True}, {"id": 2**70}, {"mrr": "36000"}, {"mrr": 4100.0},
+        {"customer-since": "yesterday"}, {"lead_created_at": 1234}, {"name": {"first": "x"}}, {"zip": 12345},
+        {"name": 1.5}, {"company": True}, {"external_ids": "34916129"}, {"address": ["x"]},
+        {"attributes": {"tags": "vip"}}, {"attributes": ["x"]}, {"attributes": {"custom": ["x"]}},
+        {"customer_since": "2024-01-01T00:00:00Z", "billing_system_type": "Custom", "currency_sign": "€"},
+        {"name": "a\x00b", "attributes": {"tags": ["x\ud800y"], "custom": {"k\x00": "v"}}},
+        {"brand_new_field": {"nested": [1, 2]}, "owner": "Gabi", "website_url": "https://x.example"},
+    ]  # fmt: skip
+    corpus += [{**LIST_EXAMPLE, **b, "uuid": f"cus_bad_{i}"} for i, b in enumerate(bad)]
+    return corpus
+
+
+def test_the_bulk_sql_mapping_equals_the_single_row_mapping(db):
+    """Extraction maps in SQL, single-row writers use map_customer: both must give identical rows."""
+    from cm_pipeline.warehouse.mapping import map_customer
+    from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
+
+    corpus = mapping_corpus()
+    load(db, {"Active": [corpus[i : i + 50] for i in range(0, len(corpus), 50)]})
+    rows = table(db)
+    json_cols = {"external_ids", "data_source_uuids", "address", "tags", "custom_attributes", "stripe", "raw"}
+    assert len(rows) == len(corpus)
+    for entry in corpus:
+        want, _ = map_customer(entry)
+        got = rows[entry["uuid"]]
+        for column in CUSTOMER_DATA_COLUMNS:
+            expected = (
+                json.loads(want[column]) if column in json_cols and want[column] is not None else want[column]
+            )
+            assert got[column] == expected, (entry["uuid"], column)

@@ -161,3 +161,24 @@ def test_copy_line_shapes():
         == "a\t\\N\t3\t2024-01-01T00:00:00+00:00\n"
     )
     assert copy_field(r"\N") == r"\\N"  # a literal backslash-N is not NULL
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {},
+        {"mrr": "lots"},
+        {"customer-since": "yesterday"},
+        {"name": {"first": "x"}},
+        {"attributes": {"tags": "vip"}},
+    ],
+)
+def test_staging_preparation_reports_the_same_fields_as_the_row_mapping(patch):
+    from cm_pipeline.warehouse.mapping import TYPED_COLUMNS, prepare_entry
+
+    entry = {**LIST_EXAMPLE, **patch}
+    prepared = prepare_entry(entry)
+    row, problems = map_customer(entry)
+    assert [p.field for p in prepared.problems] == [p.field for p in problems]
+    assert prepared.typed == [row[c] for c in TYPED_COLUMNS]
+    assert json.loads(prepared.raw) == entry and prepared.uuid == entry["uuid"]
