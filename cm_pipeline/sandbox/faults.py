@@ -80,7 +80,10 @@ class Governor:
         self.reset_stats()
 
     def reset_stats(self) -> None:
+        """Zero the counters, and the one-second windows too, so a test starts from a quiet server."""
         with self.lock:
+            self._accepted.clear()
+            self._started.clear()
             self.stats = {
                 "requests": 0,
                 "by_route": {},

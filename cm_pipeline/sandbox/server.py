@@ -139,9 +139,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
             head.append(f"{name}: {value}")
         if self.close_connection:
             head.append("Connection: close")
+        # The request stops counting as in flight before its response leaves: a client that reads the
+        # response and sends its next request at once must not be counted twice (nor 503'd for it).
+        self._leave(status)
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
+    def _leave(self, status: int | None) -> None:
+        """Release this request's in-flight slot once (no-op outside an API request)."""
+        pending = getattr(self, "_pending_leave", False)
+        if pending:
+            self._pending_leave = False
+            self.server.governor.leave(status)
+
     def _drop(self) -> None:
+        self._leave(None)
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -192,6 +203,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         route, uuid = self._route(method, path)
         route_key = route or f"{method} {path}"
         verdict = gov.enter(route_key)
+        self._pending_leave = True
         status: int | None = None
         fault_kind: str | None = None
         try:
@@ -230,7 +242,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            gov.leave(status)
+            self._leave(status)
             srv.record(method, path, query, status, fault_kind)
 
     def _fault(self, kind: str) -> int | None:
