@@ -70,6 +70,10 @@ def ensure_tables(engine: Engine) -> None:
                 )
             for statement in [*customers_ddl(), *extraction_ddl()]:
                 cur.execute(statement)
+            for name in (CHECKPOINTS_TABLE, STAGING_TABLE):  # tables created before they were unlogged
+                cur.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass", (name,))
+                if cur.fetchone()[0] == "p":
+                    cur.execute(f"ALTER TABLE {name} SET UNLOGGED")
         conn.commit()
     finally:
         conn.close()
@@ -139,15 +143,24 @@ def open_pass(
                     (why, pass_id),
                 )
             if resume_id is not None:
-                cur.execute(f"UPDATE {PASSES_TABLE} SET runs = runs + 1 WHERE pass_id = %s", (resume_id,))
                 cur.execute(
                     f"SELECT partition, cursor, pages, customers, done FROM {CHECKPOINTS_TABLE}"
                     " WHERE pass_id = %s",
                     (resume_id,),
                 )
                 checkpoints = {row[0]: Checkpoint(*row) for row in cur.fetchall()}
-                conn.commit()
-                return Pass(resume_id, filters, per_page, True, checkpoints, f"resumed pass {resume_id}")
+                if set(checkpoints) == set(partitions):
+                    cur.execute(f"UPDATE {PASSES_TABLE} SET runs = runs + 1 WHERE pass_id = %s", (resume_id,))
+                    conn.commit()
+                    return Pass(resume_id, filters, per_page, True, checkpoints, f"resumed pass {resume_id}")
+                reason = (
+                    f"pass {resume_id} lost its checkpoints (a database crash empties the unlogged staging and"
+                    " checkpoint tables together); started a fresh pass"
+                )
+                cur.execute(
+                    f"UPDATE {PASSES_TABLE} SET state = 'abandoned', finished_at = now(), note = %s WHERE pass_id = %s",
+                    (reason, resume_id),
+                )
             cur.execute(f"TRUNCATE {STAGING_TABLE}")
             cur.execute(
                 f"DELETE FROM {REJECTS_TABLE} WHERE pass_id NOT IN (SELECT pass_id FROM {PASSES_TABLE} WHERE state = 'published')"
@@ -391,32 +404,32 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
             if state != "running":
                 raise RuntimeError(f"pass {pass_id} is {state}, not running: nothing to publish")
             cur.execute(
-                "CREATE TEMP TABLE _latest ON COMMIT DROP AS"
-                f" SELECT DISTINCT ON (uuid) {_STAGED_COLS} FROM {STAGING_TABLE}"
-                " WHERE pass_id = %s ORDER BY uuid, fetch_seq DESC",
+                f"SELECT count(*) FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NOT NULL"
+                f" AND EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
                 (pass_id,),
             )
-            seen = cur.rowcount
-            cur.execute(
-                f"SELECT count(*) FROM {CUSTOMERS_TABLE} c JOIN _latest l USING (uuid) WHERE c.deleted_at IS NOT NULL"
-            )
             undeleted = cur.fetchone()[0]
+            # Latest fetch per uuid wins; only rows whose mapped data differ (or that come back) are written.
             cur.execute(
-                f"WITH up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
-                f" SELECT {mapped_columns_sql('l')}, now(), now(), NULL FROM _latest l"
+                f"WITH latest AS (SELECT DISTINCT ON (uuid) {_STAGED_COLS} FROM {STAGING_TABLE}"
+                " WHERE pass_id = %s ORDER BY uuid, fetch_seq DESC),"
+                f" up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
+                f" SELECT {mapped_columns_sql('l')}, now(), now(), NULL FROM latest l"
                 f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
                 f" WHERE c.deleted_at IS NOT NULL OR {differs}"
                 " RETURNING (xmax = 0) AS inserted)"
-                " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+                " SELECT (SELECT count(*) FROM latest),"
+                " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+                (pass_id,),
             )
-            inserted, updated = cur.fetchone()
+            seen, inserted, updated = cur.fetchone()
             deleted = 0
             if deleted_uuids:
                 cur.execute(
                     f"UPDATE {CUSTOMERS_TABLE} c SET deleted_at = now(), synced_at = now()"
                     " WHERE c.uuid = ANY(%s) AND c.deleted_at IS NULL"
-                    " AND NOT EXISTS (SELECT 1 FROM _latest l WHERE l.uuid = c.uuid)",
-                    (deleted_uuids,),
+                    f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
+                    (deleted_uuids, pass_id),
                 )
                 deleted = cur.rowcount
             if checks:

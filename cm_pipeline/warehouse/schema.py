@@ -92,7 +92,12 @@ STAGING_COLUMN_NAMES: tuple[str, ...] = (
 
 
 def extraction_ddl() -> list[str]:
-    """Statements that create the staging, checkpoint and audit tables if they are missing."""
+    """Statements that create the staging, checkpoint and audit tables if they are missing.
+
+    Staging and checkpoints are UNLOGGED (no WAL: the staging write is most of a load's I/O). A Postgres
+    crash empties both together, so they stay consistent; a running pass found without its checkpoints
+    then starts over (loader.open_pass). The published table and the audit tables are ordinary tables.
+    """
     typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
     return [
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
@@ -107,7 +112,7 @@ def extraction_ddl() -> list[str]:
     runs integer NOT NULL DEFAULT 1,
     note text
 )""",
-        f"""CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
+        f"""CREATE UNLOGGED TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
     pass_id bigint NOT NULL REFERENCES {PASSES_TABLE} (pass_id) ON DELETE CASCADE,
     partition text NOT NULL,
     cursor text,
@@ -117,7 +122,7 @@ def extraction_ddl() -> list[str]:
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (pass_id, partition)
 )""",
-        f"""CREATE TABLE IF NOT EXISTS {STAGING_TABLE} (
+        f"""CREATE UNLOGGED TABLE IF NOT EXISTS {STAGING_TABLE} (
     fetch_seq bigint NOT NULL DEFAULT nextval('{STAGING_SEQUENCE}'),
     pass_id bigint NOT NULL,
     partition text NOT NULL,

@@ -265,3 +265,29 @@ def test_the_bulk_sql_mapping_equals_the_single_row_mapping(db):
                 json.loads(want[column]) if column in json_cols and want[column] is not None else want[column]
             )
             assert got[column] == expected, (entry["uuid"], column)
+
+
+def test_a_pass_whose_checkpoints_were_lost_starts_over(db):
+    """A Postgres crash empties the unlogged staging and checkpoint tables together; the pass restarts."""
+    p = open_pass(db, filters={}, partitions=PARTS, per_page=50)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        w.write_page([customer("cus_c1")], "cur-1", True)
+    with db.begin() as c:  # what crash recovery does to unlogged tables
+        c.execute(sa.text("TRUNCATE chartmogul._extract_checkpoints, chartmogul._customers_staging"))
+    again = open_pass(db, filters={}, partitions=PARTS, per_page=50)
+    assert not again.resumed and "lost its checkpoints" in again.note
+    with db.connect() as c:
+        kinds = dict(
+            c.execute(
+                sa.text(
+                    "SELECT relname, relpersistence FROM pg_class WHERE relname IN"
+                    " ('_extract_checkpoints', '_customers_staging', 'customers', '_extract_passes')"
+                )
+            ).all()
+        )
+    assert kinds == {
+        "_extract_checkpoints": "u",
+        "_customers_staging": "u",
+        "customers": "p",
+        "_extract_passes": "p",
+    }
