@@ -1,7 +1,8 @@
-"""warehouse_refresh_job end to end: extract from the sandbox over real sockets, then `dbt build`, twice.
+"""warehouse_refresh_job end to end: extract from the sandbox over real sockets, then `dbt build`.
 
-The second refresh follows a change and a deletion in the sandbox: the snapshot records both, staging
-drops the deleted customer, and the outbound updates pick up the change.
+Refresh, push the outbound updates, change one customer and delete another in the sandbox, refresh
+again: the outbound updates hold only the changed customer (everything pushed converged), the snapshot
+records the change and the deletion, and staging drops the deleted customer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cm_pipeline.assets.dbt import cm_dbt_models
 from cm_pipeline.assets.extract import chartmogul_customers
 from cm_pipeline.dbt_project import build_dbt_resource
 from cm_pipeline.jobs import warehouse_refresh_job
+from cm_pipeline.ops.push import push_customer_updates_job
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.conftest import TEST_API_KEY
@@ -28,7 +30,7 @@ def _defs(base_url: str, db_url: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[chartmogul_customers, cm_dbt_models],
         asset_checks=EXTRACT_CHECKS,
-        jobs=[warehouse_refresh_job],
+        jobs=[warehouse_refresh_job, push_customer_updates_job],
         resources={
             "chartmogul": ChartMogulResource(
                 api_key=TEST_API_KEY, base_url=base_url, max_requests_per_second=500
@@ -59,7 +61,7 @@ def _all(engine: sa.Engine, sql: str, **params) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
-def test_refresh_extracts_builds_and_snapshots_changes(fresh_db):
+def test_refresh_push_refresh_converges_and_snapshots_changes(fresh_db):
     engine = sa.create_engine(fresh_db, future=True)
     with (
         SandboxServer(customers=40, seed=11, api_key=TEST_API_KEY) as sandbox,
@@ -73,37 +75,37 @@ def test_refresh_extracts_builds_and_snapshots_changes(fresh_db):
         live = sandbox.control.customers()
         assert _all(engine, "SELECT count(*) FROM staging.stg_chartmogul__customers") == [(len(live),)]
         assert _all(engine, "SELECT count(*) FROM snapshots.customers_snapshot") == [(len(live),)]
+        assert _all(engine, "SELECT count(*) FROM reverse_etl.chartmogul_customer_updates") != [(0,)]
 
-        # A low-MRR active customer without the tag, to raise; another customer to delete.
+        # Push what the rules ask for, then change one customer and delete another in ChartMogul.
+        pushed = defs.resolve_job_def("push_customer_updates_job").execute_in_process(instance=inst)
+        assert pushed.success
         changed = next(
-            c for c in live if c["status"] == "Active" and "high-value" not in c["attributes"]["tags"]
-        )["uuid"]
-        deleted = next(c for c in live if c["uuid"] != changed)["uuid"]
-        sandbox.control.modify_customer(changed, mrr=HIGH_MRR)
+            c
+            for c in live
+            if c["status"] == "Active" and "high-value" not in c["attributes"]["tags"] and c["mrr"] < 100000
+        )
+        deleted = next(c for c in live if c["uuid"] != changed["uuid"])["uuid"]
+        sandbox.control.modify_customer(changed["uuid"], mrr=HIGH_MRR)
         sandbox.control.delete_customer(deleted)
 
         _refresh(defs, inst)
 
-    versions = _all(
+    # Everything the push applied is now in the warehouse, so the only row left is the changed customer.
+    assert _all(engine, "SELECT * FROM reverse_etl.chartmogul_customer_updates") == [
+        (changed["uuid"], ["high-value"], [], {"mrr_band": "1000_to_9999"}, {"mrr_band": "String"})
+    ]
+    history = _all(
         engine,
-        "SELECT mrr, deleted_at IS NOT NULL, dbt_valid_to IS NULL FROM snapshots.customers_snapshot"
-        " WHERE uuid = :u ORDER BY dbt_valid_from",
-        u=changed,
+        "SELECT uuid, mrr, deleted_at IS NOT NULL, dbt_valid_to IS NULL FROM snapshots.customers_snapshot"
+        " ORDER BY uuid, dbt_valid_from",
     )
-    assert len(versions) == 2 and versions[1] == (HIGH_MRR, False, True) and versions[0][2] is False
-    deleted_versions = _all(
-        engine,
-        "SELECT deleted_at IS NOT NULL, dbt_valid_to IS NULL FROM snapshots.customers_snapshot"
-        " WHERE uuid = :u ORDER BY dbt_valid_from",
-        u=deleted,
-    )
-    assert deleted_versions == [(False, False), (True, True)]
+    assert [v[1:] for v in history if v[0] == changed["uuid"]] == [
+        (changed["mrr"], False, False),
+        (HIGH_MRR, False, True),
+    ]
+    assert [v[2:] for v in history if v[0] == deleted] == [(False, False), (True, True)]
     assert _all(
         engine, "SELECT count(*) FROM staging.stg_chartmogul__customers WHERE customer_uuid = :u", u=deleted
     ) == [(0,)]
-    assert _all(
-        engine,
-        "SELECT add_tags FROM reverse_etl.chartmogul_customer_updates WHERE customer_uuid = :u",
-        u=changed,
-    ) == [(["high-value"],)]
     engine.dispose()
