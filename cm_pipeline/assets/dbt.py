@@ -1,12 +1,16 @@
 """The dbt project as Dagster assets: one multi-asset streaming `dbt build`, with dbt tests as asset checks."""
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from cm_pipeline.dbt_project import DBT_PROJECT, ensure_manifest
+from cm_pipeline.dbt_project import DBT_PROJECT, WarehouseDbtCliResource, ensure_manifest
+from cm_pipeline.warehouse.connection import make_engine, resolve_url
 
 # The dbt source that the extraction asset loads, and the key of that asset.
 EXTRACT_SOURCE = ("chartmogul", "customers")
@@ -44,6 +48,34 @@ class CmDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = CmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+# Relations cheap to count (views would re-run their query).
+COUNTED_MATERIALIZATIONS = {"table", "incremental", "seed", "snapshot"}
+
+
+def _run_manifest(target_path: Path) -> dict | None:
+    path = target_path / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def with_row_counts(events: Iterable, target_path: Path, engine: sa.Engine) -> Iterator:
+    """Add `dagster/row_count` to each table, seed and snapshot materialisation of a dbt run.
+
+    Relation names come from the run's own manifest (written by this `dbt build`), not the one prepared
+    at image build time, whose database and schema are profiles.yml's defaults.
+    """
+    manifest = None
+    for event in events:
+        if isinstance(event, (dg.Output, dg.AssetMaterialization)) and "unique_id" in event.metadata:
+            manifest = manifest or _run_manifest(target_path)
+            node = (manifest or {}).get("nodes", {}).get(event.metadata["unique_id"].value)
+            if node and node["config"].get("materialized") in COUNTED_MATERIALIZATIONS:
+                relation = f'"{node["schema"]}"."{node["alias"]}"'
+                with engine.connect() as conn:
+                    count = conn.execute(sa.text(f"SELECT count(*) FROM {relation}")).scalar_one()
+                event = event.with_metadata({**event.metadata, "dagster/row_count": count})
+        yield event
+
+
 @dbt_assets(
     manifest=ensure_manifest(DBT_PROJECT),
     project=DBT_PROJECT,
@@ -52,6 +84,12 @@ TRANSLATOR = CmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_
 )
 def cm_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Run `dbt build`: seeds, staging views, marts, the customers snapshot, outbound models and their tests."""
-    # No .fetch_row_counts(): it queries the relation names of the manifest prepared at build time, whose
-    # database is profiles.yml's default, not necessarily the run's (WAREHOUSE_URL may name another one).
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(["build"], context=context)
+    if not isinstance(dbt, WarehouseDbtCliResource):
+        yield from invocation.stream()
+        return
+    engine = make_engine(resolve_url(dbt.warehouse_url))
+    try:
+        yield from with_row_counts(invocation.stream(), invocation.target_path, engine)
+    finally:
+        engine.dispose()

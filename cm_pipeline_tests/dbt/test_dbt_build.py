@@ -181,6 +181,21 @@ def test_build_succeeds_and_every_dbt_test_passes_as_an_asset_check(built):
         "reverse_etl/chartmogul_new_customers",
         "seeds/new_leads",
     } <= materialized
+    row_counts = {
+        e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
+        for e in built.get_asset_materialization_events()
+        if "dagster/row_count" in e.materialization.metadata
+    }
+    assert row_counts == {
+        "dim_customers": 8,
+        "customer_mrr_summary": 6,
+        "snapshots/customers_snapshot": 9,
+        "reverse_etl/chartmogul_customer_updates": 3,
+        "reverse_etl/chartmogul_custom_attributes_by_email": 2,
+        "reverse_etl/chartmogul_new_customers": 2,
+        "seeds/new_leads": 3,
+        "seeds/nps_responses": 4,
+    }
     evaluations = built.get_asset_check_evaluations()
     assert len(evaluations) >= 30
     failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed]
