@@ -142,6 +142,28 @@ def prune_run_artifacts(target_dir: Path, keep: int) -> list[Path]:
     return removed
 
 
+def keep_partial_parse(run_target: Path, project: DbtProject = DBT_PROJECT) -> bool:
+    """Make a finished run's partial-parse state the project's, so the next run parses incrementally.
+
+    dagster-dbt seeds each run with the project's partial_parse.msgpack, but the prepared one was parsed
+    with profiles.yml's defaults, and dbt discards partial-parse state when the connection differs: every
+    run would parse the whole project again. The run's state has the real connection. dbt validates the
+    file before using it, so a stale or half-written copy costs only a full parse.
+    """
+    source = Path(run_target) / "partial_parse.msgpack"
+    if not source.exists():
+        return False
+    destination = Path(project.project_dir) / project.target_path / "partial_parse.msgpack"
+    temporary = destination.with_name(f".partial_parse.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    except OSError:  # a read-only image: keep the prepared state
+        temporary.unlink(missing_ok=True)
+        return False
+    return True
+
+
 class WarehouseDbtCliResource(DbtCliResource):
     """dbt CLI pointed at the warehouse: each invocation gets the CM_DBT_* variables profiles.yml reads,
     computed at run time from `warehouse_url`, else WAREHOUSE_URL, else the embedded Postgres."""

@@ -9,7 +9,7 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from cm_pipeline.dbt_project import DBT_PROJECT, WarehouseDbtCliResource, ensure_manifest
+from cm_pipeline.dbt_project import DBT_PROJECT, WarehouseDbtCliResource, ensure_manifest, keep_partial_parse
 from cm_pipeline.warehouse.connection import make_engine, resolve_url
 
 # The dbt source that the extraction asset loads, and the key of that asset.
@@ -93,3 +93,4 @@ def cm_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         yield from with_row_counts(invocation.stream(), invocation.target_path, engine)
     finally:
         engine.dispose()
+    keep_partial_parse(invocation.target_path)

@@ -17,6 +17,7 @@ from cm_pipeline.dbt_project import (
     build_dbt_resource,
     ensure_manifest,
     environment,
+    keep_partial_parse,
     manifest_is_stale,
     prune_run_artifacts,
     warehouse_profile_env,
@@ -134,4 +135,24 @@ def test_prune_run_artifacts_keeps_the_newest_folders_and_dbt_files(tmp_path):
         "cm_dbt_models-run4-abc",
         "compiled",
         "manifest.json",
+    ]
+
+
+def test_keep_partial_parse_replaces_the_project_state(tmp_path):
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(
+        DBT_PROJECT.project_dir, copy, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
+    )
+    project = DbtProject(project_dir=copy)
+    (copy / "target").mkdir()
+    (copy / "target" / "partial_parse.msgpack").write_bytes(b"prepared")
+    run = copy / "target" / "cm_dbt_models-abc-123"
+    run.mkdir()
+    assert not keep_partial_parse(run, project)  # the run left no state: keep the prepared one
+    (run / "partial_parse.msgpack").write_bytes(b"from the run")
+    assert keep_partial_parse(run, project)
+    assert (copy / "target" / "partial_parse.msgpack").read_bytes() == b"from the run"
+    assert sorted(p.name for p in (copy / "target").iterdir()) == [
+        "cm_dbt_models-abc-123",
+        "partial_parse.msgpack",
     ]
