@@ -148,6 +148,42 @@ def wait_for_run(stack: DagsterStack, run_id: str, timeout: float) -> dict:
     return current
 
 
+def wait_for_status(stack: DagsterStack, run_id: str, statuses: set[str], timeout: float) -> dict:
+    """Poll until the run's status is one of `statuses`; return the run."""
+    deadline = time.monotonic() + timeout
+    current = run(stack, run_id)
+    while current["status"] not in statuses:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"run {run_id} still {current['status']} after {timeout:.0f}s\n" + stack.diagnostics()
+            )
+        time.sleep(0.5)
+        current = run(stack, run_id)
+    return current
+
+
+def held_in_queue(stack: DagsterStack, run_id: str, behind: str, for_seconds: float) -> bool:
+    """True when `run_id` stayed QUEUED for `for_seconds` while `behind` was STARTED the whole time.
+
+    False when `behind` finished before that could be seen (nothing is proven either way). Raises when
+    `run_id` left the queue while `behind` was still in progress: the limit did not hold.
+    """
+    start = time.monotonic()
+    while True:
+        waiting = run(stack, run_id)["status"]
+        ahead = run(stack, behind)["status"]
+        if ahead != "STARTED":
+            return False
+        if waiting != "QUEUED":
+            raise StackError(
+                f"run {run_id} went {waiting} while {behind} was still STARTED: the queue limit did not hold\n"
+                + stack.diagnostics()
+            )
+        if time.monotonic() - start >= for_seconds:
+            return True
+        time.sleep(0.5)
+
+
 def run_events(stack: DagsterStack, run_id: str) -> list[dict]:
     data = stack.graphql(RUN_EVENTS_QUERY, {"runId": run_id})["logsForRun"]
     if data["__typename"] != "EventConnection":

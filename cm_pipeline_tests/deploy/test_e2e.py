@@ -25,6 +25,9 @@ SCHEDULE = "warehouse_refresh_schedule"
 SENSOR = "reverse_etl_sensor"
 CUSTOMERS = 40
 RUNS_TIMEOUT = 180.0
+# How long the second refresh must be seen waiting in the queue behind the first (> the 2 s dequeue interval).
+HOLD_SECONDS = 6.0
+REFRESH_TAG_KEY = "cm_pipeline/refresh"
 
 IN_FLIGHT_RUNS = """
 query InFlight {
@@ -92,17 +95,30 @@ def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sand
     with stack:
         _wait_for_location(stack)
 
-        # 1. Two refreshes launched through the webserver's GraphQL API.
+        # 1. A refresh launched through the webserver's GraphQL API ...
         client = DagsterGraphQLClient("127.0.0.1", port_number=stack.web_port)
-        run_ids = [
-            client.submit_job_execution(
+
+        def submit() -> str:
+            return client.submit_job_execution(
                 REFRESH_JOB, repository_location_name=stack.location_name, repository_name=REPOSITORY_NAME
             )
-            for _ in range(2)
-        ]
 
-        # 2. The daemon dequeues and runs both to success.
-        runs = [gq.wait_for_run(stack, run_id, RUNS_TIMEOUT) for run_id in run_ids]
+        first_id = submit()
+        # ... and a second one while the first is in progress: the queue holds it back (one refresh at a time).
+        first = gq.wait_for_status(stack, first_id, {"STARTED"} | gq.TERMINAL_STATUSES, RUNS_TIMEOUT)
+        second_id = submit()
+        held = gq.held_in_queue(stack, second_id, behind=first_id, for_seconds=HOLD_SECONDS)
+        if held:
+            client.terminate_run(second_id)  # a queued run is cancelled without ever starting
+            assert gq.wait_for_run(stack, second_id, 60)["status"] == "CANCELED"
+
+        # 2. The daemon dequeued the first and ran it to success.
+        first = gq.wait_for_run(stack, first_id, RUNS_TIMEOUT)
+        runs = [first]
+        if not held:  # the first ended before the hold could be watched: the second must start after it
+            second = gq.wait_for_run(stack, second_id, RUNS_TIMEOUT)
+            assert second["startTime"] >= first["endTime"], (first, second)
+            runs.append(second)
         for run in runs:
             assert run["status"] == "SUCCESS", (
                 f"run {run['runId']} ended {run['status']}:\n"
@@ -110,17 +126,14 @@ def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sand
                 + "\n"
                 + stack.diagnostics()
             )
-            kinds = [event["__typename"] for event in gq.run_events(stack, run["runId"])]
+            events = gq.run_events(stack, run["runId"])
+            kinds = [event["__typename"] for event in events]
             assert "RunEnqueuedEvent" in kinds, "the run did not go through the QueuedRunCoordinator"
             assert kinds.index("RunEnqueuedEvent") < kinds.index("RunStartingEvent")
             assert "RunSuccessEvent" in kinds
-
-            messages = " ".join(e.get("message") or "" for e in gq.run_events(stack, run["runId"]))
+            messages = " ".join(e.get("message") or "" for e in events)
             assert TEST_API_KEY not in messages, "the API key leaked into the run's events"
-
-        # Only one refresh at a time: the second started after the first ended.
-        first, second = sorted(runs, key=lambda r: r["startTime"])
-        assert second["startTime"] >= first["endTime"], (first, second)
+            assert dict((t["key"], t["value"]) for t in run["tags"]).get(REFRESH_TAG_KEY), run["tags"]
 
         engine = sa.create_engine(warehouse_url)
         try:
