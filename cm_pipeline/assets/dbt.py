@@ -64,15 +64,22 @@ def with_row_counts(events: Iterable, target_path: Path, engine: sa.Engine) -> I
     at image build time, whose database and schema are profiles.yml's defaults.
     """
     manifest = None
+    quote = engine.dialect.identifier_preparer.quote
     for event in events:
         if isinstance(event, (dg.Output, dg.AssetMaterialization)) and "unique_id" in event.metadata:
             manifest = manifest or _run_manifest(target_path)
             node = (manifest or {}).get("nodes", {}).get(event.metadata["unique_id"].value)
             if node and node["config"].get("materialized") in COUNTED_MATERIALIZATIONS:
-                relation = f'"{node["schema"]}"."{node["alias"]}"'
-                with engine.connect() as conn:
-                    count = conn.execute(sa.text(f"SELECT count(*) FROM {relation}")).scalar_one()
-                event = event.with_metadata({**event.metadata, "dagster/row_count": count})
+                relation = f"{quote(node['schema'])}.{quote(node['alias'])}"
+                try:
+                    with engine.connect() as conn:
+                        count = conn.execute(sa.text(f"SELECT count(*) FROM {relation}")).scalar_one()
+                except sa.exc.SQLAlchemyError as exc:  # a count is a nicety: never fail the build over it
+                    dg.get_dagster_logger().warning(
+                        f"could not count rows of {relation}: {type(exc).__name__}"
+                    )
+                else:
+                    event = event.with_metadata({**event.metadata, "dagster/row_count": count})
         yield event
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from dagster_dbt import DbtProject
 
+from cm_pipeline.assets.dbt import with_row_counts
 from cm_pipeline.dbt_project import (
     DBT_PROJECT,
     WarehouseDbtCliResource,
@@ -156,3 +159,34 @@ def test_keep_partial_parse_replaces_the_project_state(tmp_path):
         "cm_dbt_models-abc-123",
         "partial_parse.msgpack",
     ]
+
+
+def test_row_counts_use_the_run_manifest_and_never_fail_the_build(tmp_path, engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS rowcount_test"))
+        conn.execute(sa.text("CREATE TABLE rowcount_test.present AS SELECT generate_series(1, 7) AS n"))
+    nodes = {
+        "model.p.present": {
+            "schema": "rowcount_test",
+            "alias": "present",
+            "config": {"materialized": "table"},
+        },
+        "model.p.missing": {
+            "schema": "rowcount_test",
+            "alias": "missing",
+            "config": {"materialized": "table"},
+        },
+        "model.p.view": {"schema": "rowcount_test", "alias": "present", "config": {"materialized": "view"}},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"nodes": nodes}))
+    events = [
+        dg.Output(None, output_name=name, metadata={"unique_id": f"model.p.{name}"})
+        for name in nodes_names(nodes)
+    ]
+    out = list(with_row_counts(events, tmp_path, engine))
+    counts = {e.output_name: e.metadata.get("dagster/row_count") for e in out}
+    assert counts == {"present": dg.MetadataValue.int(7), "missing": None, "view": None}
+
+
+def nodes_names(nodes: dict) -> list[str]:
+    return [unique_id.rsplit(".", 1)[1] for unique_id in nodes]
