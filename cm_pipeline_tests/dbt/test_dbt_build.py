@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from cm_pipeline.assets.dbt import cm_dbt_models
-from cm_pipeline.dbt_project import build_dbt_resource
+from cm_pipeline.dbt_project import DBT_PROJECT, build_dbt_resource
 from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, customers_ddl, extraction_ddl
 
 pytestmark = pytest.mark.timeout(240)
@@ -386,3 +387,24 @@ def test_freshness_counts_a_publish_that_changed_nothing(built, warehouse):
     # Without the publish, max(synced_at) is 3 days old: past error_after (50 hours).
     assert result["status"] == "pass"
     assert datetime.fromisoformat(result["max_loaded_at"]) == published_at
+
+
+def test_every_built_column_is_documented(built, warehouse):
+    """The yml of each model, seed and snapshot lists exactly the columns of the relation dbt built."""
+    _, engine = warehouse
+    manifest = json.loads(Path(DBT_PROJECT.manifest_path).read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] not in ("model", "seed", "snapshot"):
+            continue
+        actual = _rows(
+            engine,
+            "SELECT column_name FROM information_schema.columns"
+            f" WHERE table_schema = '{node['schema']}' AND table_name = '{node['alias']}'",
+        )
+        documented = set(node["columns"])
+        if node["resource_type"] == "snapshot":
+            documented |= (
+                {"dbt_is_deleted"} if "dbt_is_deleted" in {r["column_name"] for r in actual} else set()
+            )
+        assert {r["column_name"] for r in actual} == documented, node["unique_id"]
+        assert all(col["description"] for col in node["columns"].values()), node["unique_id"]
