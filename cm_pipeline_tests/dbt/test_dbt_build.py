@@ -401,10 +401,5 @@ def test_every_built_column_is_documented(built, warehouse):
             "SELECT column_name FROM information_schema.columns"
             f" WHERE table_schema = '{node['schema']}' AND table_name = '{node['alias']}'",
         )
-        documented = set(node["columns"])
-        if node["resource_type"] == "snapshot":
-            documented |= (
-                {"dbt_is_deleted"} if "dbt_is_deleted" in {r["column_name"] for r in actual} else set()
-            )
-        assert {r["column_name"] for r in actual} == documented, node["unique_id"]
+        assert {r["column_name"] for r in actual} == set(node["columns"]), node["unique_id"]
         assert all(col["description"] for col in node["columns"].values()), node["unique_id"]
