@@ -409,12 +409,17 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
                 (pass_id,),
             )
             undeleted = cur.fetchone()[0]
-            # Latest fetch per uuid wins; only rows whose mapped data differ (or that come back) are written.
+            # Latest fetch per uuid wins. Unchanged rows are filtered out BEFORE the upsert, so they are not
+            # even locked (ON CONFLICT would lock every conflicting row); only new, changed or returning
+            # customers reach the INSERT ... ON CONFLICT.
             cur.execute(
                 f"WITH latest AS (SELECT DISTINCT ON (uuid) {_STAGED_COLS} FROM {STAGING_TABLE}"
                 " WHERE pass_id = %s ORDER BY uuid, fetch_seq DESC),"
+                f" mapped AS (SELECT {mapped_columns_sql('l')} FROM latest l),"
+                f" changed AS (SELECT m.* FROM mapped m LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
+                f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs.replace('EXCLUDED.', 'm.')}),"
                 f" up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
-                f" SELECT {mapped_columns_sql('l')}, now(), now(), NULL FROM latest l"
+                f" SELECT {_DATA_COLS}, now(), now(), NULL FROM changed"
                 f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
                 f" WHERE c.deleted_at IS NOT NULL OR {differs}"
                 " RETURNING (xmax = 0) AS inserted)"
