@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse.locks import raw_connection
 from cm_pipeline.warehouse.mapping import (
+    MAPPING_VERSION,
     TYPED_COLUMNS,
     FieldProblem,
     RowRejected,
@@ -213,12 +214,26 @@ class StagingWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _encode(self, entries: Iterable[Any], outcome: PageOutcome) -> list[tuple[str, str, Any]]:
+    def _prepare(self, entries: Sequence[Any]) -> tuple[PageOutcome, list[tuple[str, str, Any]], bytes]:
+        """COPY lines for the page and their UTF-8 payload (lone surrogates found here, page by page)."""
+        outcome = PageOutcome()
+        lines = self._encode(entries, outcome, thorough=False)
+        try:
+            payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
+        except UnicodeEncodeError:
+            outcome = PageOutcome()
+            lines = self._encode(entries, outcome, thorough=True)
+            payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
+        return outcome, lines, payload
+
+    def _encode(
+        self, entries: Iterable[Any], outcome: PageOutcome, thorough: bool
+    ) -> list[tuple[str, str, Any]]:
         lines = []
         prefix = self._prefix
         for entry in entries:
             try:
-                prepared = prepare_entry(entry)
+                prepared = prepare_entry(entry, thorough=thorough)
             except RowRejected as exc:
                 outcome.rejected.append(str(exc))
                 lines.append((None, str(exc), entry))
@@ -239,11 +254,10 @@ class StagingWriter:
 
     def write_page(self, entries: Sequence[Any], next_cursor: str | None, has_more: bool) -> PageOutcome:
         """Stage a page's entries and move the partition's checkpoint past it, atomically."""
-        outcome = PageOutcome()
-        lines = self._encode(entries, outcome)
+        outcome, lines, payload = self._prepare(entries)
         try:
             with self._conn.cursor() as cur:
-                self._copy(cur, lines, outcome)
+                self._copy(cur, lines, outcome, payload)
                 cur.execute(
                     f"UPDATE {CHECKPOINTS_TABLE} SET cursor = %s, pages = pages + 1,"
                     " customers = customers + %s, done = %s, updated_at = now()"
@@ -262,11 +276,10 @@ class StagingWriter:
 
     def stage_entries(self, entries: Sequence[Any]) -> PageOutcome:
         """Stage entries with no checkpoint (e.g. customers re-fetched while verifying deletions)."""
-        outcome = PageOutcome()
-        lines = self._encode(entries, outcome)
+        outcome, lines, payload = self._prepare(entries)
         try:
             with self._conn.cursor() as cur:
-                self._copy(cur, lines, outcome)
+                self._copy(cur, lines, outcome, payload)
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
@@ -296,13 +309,15 @@ class StagingWriter:
             )
         self._conn.commit()
 
-    def _copy(self, cur, lines: list[tuple[str | None, str, Any]], outcome: PageOutcome) -> None:
-        good = [line for uuid, line, _ in lines if uuid is not None]
+    def _copy(
+        self, cur, lines: list[tuple[str | None, str, Any]], outcome: PageOutcome, payload: bytes
+    ) -> None:
+        good = sum(1 for uuid, _, _ in lines if uuid is not None)
         if good:
             cur.execute("SAVEPOINT page")
             try:
-                cur.copy_expert(_STAGING_COPY, io.BytesIO("".join(good).encode("utf-8")))
-                outcome.staged += len(good)
+                cur.copy_expert(_STAGING_COPY, io.BytesIO(payload))
+                outcome.staged += good
             except psycopg2.DataError:
                 # One value Postgres refuses must not sink the page: retry row by row, keep the rest.
                 cur.execute("ROLLBACK TO SAVEPOINT page")
@@ -389,20 +404,31 @@ _UPDATABLE = [c for c in CUSTOMER_DATA_COLUMNS if c != "uuid"]
 
 
 def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) -> PublishResult:
-    """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass."""
-    differs = " OR ".join(f"c.{col} IS DISTINCT FROM EXCLUDED.{col}" for col in _UPDATABLE)
+    """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass.
+
+    A row is unchanged when its `raw` is (every other column is derived from raw); after a mapping change
+    (MAPPING_VERSION differs from the last publish's) every mapped column is compared instead, once.
+    """
     assignments = ", ".join(f"{col} = EXCLUDED.{col}" for col in _UPDATABLE)
     deleted_uuids = [c.uuid for c in checks if c.outcome == "deleted"]
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
+            cur.execute("SET LOCAL jit = off")  # compiling the mapping expressions costs more than it saves
             cur.execute(
                 f"SELECT state, filters FROM {PASSES_TABLE} WHERE pass_id = %s FOR UPDATE", (pass_id,)
             )
             state, filters = cur.fetchone()
             if state != "running":
                 raise RuntimeError(f"pass {pass_id} is {state}, not running: nothing to publish")
+            cur.execute(f"ANALYZE {STAGING_TABLE}")  # fresh statistics: it was filled since the last one
+            cur.execute(f"SELECT mapping_version FROM {PUBLISH_LOG_TABLE} ORDER BY published_at DESC LIMIT 1")
+            last = cur.fetchone()
+            if last is None or last[0] == MAPPING_VERSION:
+                differs = "c.raw IS DISTINCT FROM {new}.raw"
+            else:
+                differs = " OR ".join(f"c.{col} IS DISTINCT FROM {{new}}.{col}" for col in _UPDATABLE)
             cur.execute(
                 f"SELECT count(*) FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NOT NULL"
                 f" AND EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
@@ -411,17 +437,17 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
             undeleted = cur.fetchone()[0]
             # Latest fetch per uuid wins. Unchanged rows are filtered out BEFORE the upsert, so they are not
             # even locked (ON CONFLICT would lock every conflicting row); only new, changed or returning
-            # customers reach the INSERT ... ON CONFLICT.
+            # customers are mapped and reach the INSERT ... ON CONFLICT.
             cur.execute(
-                f"WITH latest AS (SELECT DISTINCT ON (uuid) {_STAGED_COLS} FROM {STAGING_TABLE}"
-                " WHERE pass_id = %s ORDER BY uuid, fetch_seq DESC),"
+                f"WITH latest AS (SELECT s.* FROM {STAGING_TABLE} s JOIN (SELECT max(fetch_seq) AS fetch_seq"
+                f" FROM {STAGING_TABLE} WHERE pass_id = %s GROUP BY uuid) k USING (fetch_seq)),"
                 f" mapped AS (SELECT {mapped_columns_sql('l')} FROM latest l),"
                 f" changed AS (SELECT m.* FROM mapped m LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
-                f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs.replace('EXCLUDED.', 'm.')}),"
+                f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs.format(new='m')}),"
                 f" up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
                 f" SELECT {_DATA_COLS}, now(), now(), NULL FROM changed"
                 f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
-                f" WHERE c.deleted_at IS NOT NULL OR {differs}"
+                f" WHERE c.deleted_at IS NOT NULL OR {differs.format(new='EXCLUDED')}"
                 " RETURNING (xmax = 0) AS inserted)"
                 " SELECT (SELECT count(*) FROM latest),"
                 " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
@@ -451,7 +477,8 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
             unchanged = seen - inserted - updated
             cur.execute(
                 f"INSERT INTO {PUBLISH_LOG_TABLE} (pass_id, row_count, live_count, seen, inserted, updated,"
-                " unchanged, deleted, undeleted, filters) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " unchanged, deleted, undeleted, filters, mapping_version)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     pass_id,
                     row_count,
@@ -463,6 +490,7 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
                     deleted,
                     undeleted,
                     json.dumps(filters),
+                    MAPPING_VERSION,
                 ),
             )
             cur.execute(

@@ -157,6 +157,8 @@ def extraction_ddl() -> list[str]:
     unchanged integer NOT NULL,
     deleted integer NOT NULL,
     undeleted integer NOT NULL,
-    filters jsonb NOT NULL
+    filters jsonb NOT NULL,
+    mapping_version text
 )""",
+        f"ALTER TABLE {PUBLISH_LOG_TABLE} ADD COLUMN IF NOT EXISTS mapping_version text",
     ]
