@@ -203,6 +203,11 @@ class StagingWriter:
         self.pass_id = pass_id
         self.partition = partition
         self._conn = raw_connection(engine)
+        with self._conn.cursor() as cur:
+            # Staging and checkpoints are unlogged: a crash empties them whatever the commit mode, so
+            # waiting for a WAL flush at every page's commit would buy nothing.
+            cur.execute("SET synchronous_commit = off")
+        self._conn.commit()
         self._prefix = f"{pass_id}\t{partition}\t"
 
     def close(self) -> None:
