@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	$(BIN)/python -m cm_pipeline.dbt_project prepare
 
 demo: setup
 	$(BIN)/python -m cm_pipeline.demo
