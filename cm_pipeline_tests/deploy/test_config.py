@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -41,13 +42,26 @@ def test_dagster_yaml_reads_every_storage_setting_from_the_environment():
     assert db["scheme"] == "postgresql+psycopg2"
 
 
+def _run_limits() -> list:
+    """The run queue's tag limits, from dagster.yaml's `concurrency.runs` block."""
+    return _dagster_yaml()["concurrency"]["runs"]["tag_concurrency_limits"]
+
+
+def test_the_refresh_pool_is_limited_to_one_op_at_a_time():
+    """An ad-hoc materialisation of chartmogul_customers (no run tag) still waits for a running refresh."""
+    from cm_pipeline.definitions import defs
+
+    assert _dagster_yaml()["concurrency"]["pools"]["default_limit"] == 1
+    node = defs.get_repository_def().asset_graph.get(dg.AssetKey("chartmogul_customers"))
+    assert node.pools == {"warehouse_refresh"}
+
+
 def test_the_refresh_job_carries_the_tag_the_queue_limits_to_one():
     """The tag key in dagster.yaml's tag_concurrency_limits is one that warehouse_refresh_job really has."""
     from cm_pipeline.definitions import defs
 
-    coordinator = _dagster_yaml()["run_coordinator"]
-    assert coordinator["class"] == "QueuedRunCoordinator"
-    limits = _refresh_limits(coordinator["config"]["tag_concurrency_limits"])
+    assert _dagster_yaml()["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    limits = _refresh_limits(_run_limits())
     job_tags = defs.resolve_job_def(REFRESH_JOB).tags
     limited = {key: limits[key] for key in job_tags if key in limits}
     assert limited, f"none of {REFRESH_JOB}'s tags {dict(job_tags)} is limited in dagster.yaml ({limits})"
@@ -74,7 +88,8 @@ def test_the_instance_loads_from_the_shipped_file_into_postgres(postgres, tmp_pa
             queue = instance.get_concurrency_config().run_queue_config
             assert _refresh_limits(
                 [dict(limit) for limit in queue.tag_concurrency_limits]
-            ) == _refresh_limits(_dagster_yaml()["run_coordinator"]["config"]["tag_concurrency_limits"])
+            ) == _refresh_limits(_run_limits())
+            assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
             assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
             assert instance.get_runs() == []
         engine = sa.create_engine(url)
@@ -124,9 +139,7 @@ def test_helm_values_run_the_user_code_image_on_k8s_with_external_postgres():
     coordinator = values["dagsterDaemon"]["runCoordinator"]
     assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
     helm_limits = coordinator["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
-    assert _refresh_limits(helm_limits) == _refresh_limits(
-        _dagster_yaml()["run_coordinator"]["config"]["tag_concurrency_limits"]
-    )
+    assert _refresh_limits(helm_limits) == _refresh_limits(_run_limits())
 
 
 def _docker_files() -> list:
