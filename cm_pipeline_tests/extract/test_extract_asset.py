@@ -20,7 +20,7 @@ from cm_pipeline_tests.extract.conftest import (
     refresh,
     snapshot,
 )
-from cm_pipeline_tests.warehouse.reference_examples import (
+from cm_pipeline_tests.reference_examples import (
     LIST_EXAMPLE,
     RETRIEVE_EXAMPLE,
     TRICKY_STRINGS,

@@ -10,6 +10,7 @@ import copy
 import pytest
 
 from cm_pipeline.sandbox import SandboxServer
+from cm_pipeline_tests.reference_examples import LIST_EXAMPLE, RETRIEVE_EXAMPLE
 from cm_pipeline_tests.sandbox.conftest import session
 
 EMAIL = "[email protected]"
@@ -60,44 +61,7 @@ def admin_fields(example: dict) -> dict:
 
 # ---------------------------------------------------------------- list-customers.txt
 
-LIST_ENTRY = {
-    "id": 25647,
-    "uuid": "cus_de305d54-75b4-431b-adb2-eb6b9e546012",
-    "external_id": "34916129",
-    "name": "Example Company",
-    "email": EMAIL,
-    "status": "Active",
-    "customer-since": "2023-06-09T13:16:00-04:00",
-    "attributes": {
-        "tags": ["engage", "unit loss", "discountable"],
-        "stripe": {"uid": 7, "coupon": True},
-        "custom": {
-            "CAC": 213,
-            "utmCampaign": "social media 1",
-            "convertedAt": "2023-09-08 00:00:00",
-            "pro": False,
-            "salesRep": "Gabi",
-        },
-    },
-    "address": {"address_zip": "0185128", "city": "Nowhereville", "state": "Alaska", "country": "US"},
-    "data_source_uuid": DS,
-    "data_source_uuids": [DS],
-    "external_ids": ["34916129"],
-    "company": "",
-    "country": "US",
-    "state": "AK",
-    "city": "Nowhereville",
-    "zip": "0185128",
-    "lead_created_at": None,
-    "free_trial_started_at": None,
-    "mrr": 3000,
-    "arr": 36000,
-    "billing-system-url": "https://dashboard.stripe.com/customers/cus_4Z2ZpyJFuQ0XMb",
-    "chartmogul-url": "https://app.chartmogul.com/#customers/25647-Example_Company",
-    "billing-system-type": "Stripe",
-    "currency": "USD",
-    "currency-sign": "$",
-}
+LIST_ENTRY = LIST_EXAMPLE
 LIST_PAGE = {
     "per_page": 50,
     "page": 1,
@@ -138,46 +102,7 @@ def test_list_customers_example():
 
 # ---------------------------------------------------------------- retrieve-customer.txt
 
-RETRIEVE = {
-    "id": 25647,
-    "uuid": "cus_de305d54-75b4-431b-adb2-eb6b9e546012",
-    "external_id": "34916129",
-    "external_ids": ["34916129"],
-    "data_source_uuid": DS,
-    "data_source_uuids": [DS],
-    "name": "Example Company",
-    "email": EMAIL,
-    "company": "",
-    "status": "Active",
-    "lead_created_at": None,
-    "free_trial_started_at": None,
-    "customer-since": "2023-06-09T13:16:00-04:00",
-    "zip": "0185128",
-    "city": "Nowhereville",
-    "state": "AK",
-    "country": "US",
-    "address": {"address_zip": "0185128", "city": "Nowhereville", "state": "Alaska", "country": "US"},
-    "attributes": {
-        "tags": ["engage", "unit loss", "discountable"],
-        "custom": {
-            "CAC": 213,
-            "utmCampaign": "social media 1",
-            "convertedAt": "2023-09-08 00:00:00",
-            "pro": False,
-            "salesRep": "Gabi",
-        },
-        "stripe": {"uid": 7, "coupon": True},
-    },
-    "mrr": 3000,
-    "arr": 36000,
-    "billing-system-type": "Stripe",
-    "billing-system-url": "https://dashboard.stripe.com/customers/cus_4Z2ZpyJFuQ0XMb",
-    "chartmogul-url": "https://app.chartmogul.com/#/customers/25647-Example_Company",
-    "currency": "USD",
-    "currency-sign": "$",
-    "owner": None,
-    "website_url": "https://example.com",
-}
+RETRIEVE = RETRIEVE_EXAMPLE
 
 
 def test_retrieve_customer_example(srv, http):

@@ -18,7 +18,7 @@ from cm_pipeline.warehouse.loader import (
 )
 from cm_pipeline.warehouse.locks import AdvisoryLock, RefreshAlreadyRunning
 from cm_pipeline.warehouse.schema import CUSTOMER_COLUMN_NAMES
-from cm_pipeline_tests.warehouse.reference_examples import LIST_EXAMPLE, RETRIEVE_EXAMPLE, TRICKY_STRINGS
+from cm_pipeline_tests.reference_examples import LIST_EXAMPLE, RETRIEVE_EXAMPLE, TRICKY_STRINGS
 
 PARTS = ["Active", "Cancelled"]
 

@@ -18,7 +18,7 @@ from cm_pipeline.warehouse.mapping import (
     parse_timestamp,
 )
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
-from cm_pipeline_tests.warehouse.reference_examples import (
+from cm_pipeline_tests.reference_examples import (
     LIST_EXAMPLE,
     RETRIEVE_EXAMPLE,
     TRICKY_STRINGS,
