@@ -1,4 +1,5 @@
-"""The customer examples from the ChartMogul reference pages (list-customers.txt, retrieve-customer.txt)."""
+"""The customer examples of the ChartMogul reference pages (list-customers.txt, retrieve-customer.txt), verbatim;
+shared by the sandbox conformance tests and the warehouse mapping tests."""
 
 from __future__ import annotations
 
