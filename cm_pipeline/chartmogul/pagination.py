@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from cm_pipeline.chartmogul.errors import PaginationError
 
-# Deprecated keys the first page may carry; they are ignored (the cursor is the only way forward).
+# Deprecated keys the first page may carry; the cursor is the only way forward, but `total_pages` of a
+# per_page=1 request is an exact count (the extraction checks its split partitions' coverage with it).
 DEPRECATED_PAGE_KEYS = ("page", "per_page", "current_page", "total_pages")
 
 # A run of pages that advance the cursor yet return nothing is treated as a loop, not as data.
@@ -23,6 +24,8 @@ class CustomerPage:
     has_more: bool
     request_cursor: str | None  # the cursor used to fetch this page (None for the first page)
     number: int  # 1-based page number within this walk
+    total_pages: int | None = None  # deprecated first-page field, when the API sent a non-negative integer
+    per_page: int | None = None  # deprecated first-page field, likewise
 
     def __repr__(self) -> str:
         return (
@@ -57,8 +60,22 @@ def page_from_body(body: object, *, request_cursor: str | None, number: int) -> 
             f"page {number}: the API returned the cursor it was given ({cursor!r}); would loop"
         )
     return CustomerPage(
-        entries=entries, cursor=cursor, has_more=has_more, request_cursor=request_cursor, number=number
+        entries=entries,
+        cursor=cursor,
+        has_more=has_more,
+        request_cursor=request_cursor,
+        number=number,
+        total_pages=_count_field(body, "total_pages"),
+        per_page=_count_field(body, "per_page"),
     )
+
+
+def _count_field(body: dict, key: str) -> int | None:
+    """A deprecated paging field as a non-negative int, or None when absent or not an integer."""
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 class CursorWalker:

@@ -131,3 +131,16 @@ def test_malformed_pages_are_rejected(body, match):
 def test_missing_has_more_means_last_page():
     page = page_from_body({"entries": []}, request_cursor=None, number=1)
     assert page.has_more is False and page.cursor is None
+
+
+def test_first_page_keeps_the_deprecated_counts_when_they_are_integers():
+    body = {"entries": [], "has_more": True, "cursor": "c1", "per_page": 1, "total_pages": 4373}
+    page = page_from_body(body, request_cursor=None, number=1)
+    assert (page.total_pages, page.per_page) == (4373, 1)
+    for odd in (None, "12", -1, True, 1.5):
+        page = page_from_body(
+            {"entries": [], "total_pages": odd, "per_page": odd}, request_cursor=None, number=1
+        )
+        assert (page.total_pages, page.per_page) == (None, None), odd
+    later = page_from_body({"entries": [], "has_more": False}, request_cursor="c1", number=2)
+    assert later.total_pages is None and later.per_page is None
