@@ -69,8 +69,8 @@ class ExtractConfig(dg.Config):
 
     per_page: int = Field(default=200, description="Customers per list request (1-200).")
     max_workers: int = Field(
-        default=7,
-        description="Status partitions walked at once; all share the client's rate and connection limits.",
+        default=10,
+        description="Partitions walked at once (1-32); all share the client's rate and connection limits.",
     )
     data_source_uuid: str | None = Field(
         default=None, description="Only customers of this data source (list filter data_source_uuid)."
@@ -82,6 +82,18 @@ class ExtractConfig(dg.Config):
     partition_by_status: bool = Field(
         default=True,
         description="Walk the seven status filters concurrently; false walks one unfiltered cursor.",
+    )
+    split_large_partitions: bool = Field(
+        default=True,
+        description=(
+            "Walk a status holding more than split_threshold of the live customers (as last published) as one"
+            " cursor per data source; its customers are then checked against the API's exact count and the"
+            " whole status is walked again if any are missing. A first load never splits."
+        ),
+    )
+    split_threshold: float | None = Field(
+        default=None,
+        description="Share of the live customers above which a status is split (0-1); unset: 1/max_workers.",
     )
     full_refresh: bool = Field(
         default=False, description="Discard any unfinished pass and its checkpoints and start over."
@@ -106,6 +118,8 @@ class ExtractConfig(dg.Config):
             data_source_uuid=self.data_source_uuid,
             system=self.system,
             partition_by_status=self.partition_by_status,
+            split_large_partitions=self.split_large_partitions,
+            split_threshold=self.split_threshold,
             full_refresh=self.full_refresh,
             resume_max_age=timedelta(hours=self.resume_max_age_hours),
             verify_deletions=self.verify_deletions,
@@ -162,6 +176,7 @@ def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
                 for name, p in result.partitions.items()
             }
         ),
+        "coverage": dg.MetadataValue.json(result.coverage),
         "warehouse": warehouse_url_redacted,
     }
 

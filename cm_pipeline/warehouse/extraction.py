@@ -1,4 +1,5 @@
-"""One extraction pass: walk the customer list (one partition per status, concurrently), stage every page,
+"""One extraction pass: walk the customer list (one partition per status, large statuses split by data
+source, concurrently), stage every page, check each split status's coverage against the API's count,
 verify the customers the pass did not see, and publish. No Dagster here: the asset and the benchmark
 both call `run_extraction`.
 """
@@ -22,13 +23,22 @@ from cm_pipeline.warehouse.loader import (
     Pass,
     PublishResult,
     StagingWriter,
+    add_partition,
     clear_staging,
     deletion_candidates,
     ensure_tables,
     open_pass,
     publish,
+    staged_customers,
 )
 from cm_pipeline.warehouse.locks import AdvisoryLock
+from cm_pipeline.warehouse.partitions import (
+    Plan,
+    fallback_partition,
+    parse_partition,
+    plan_partitions,
+    warehouse_sizes,
+)
 
 ALL_PARTITION = "all"  # the single partition of an unpartitioned (single-cursor) pass
 MAX_PROBLEMS_LOGGED = 20
@@ -44,10 +54,12 @@ class ExtractOptions:
     """What one extraction run does (the asset's run config maps onto this)."""
 
     per_page: int = 200
-    max_workers: int = 7
+    max_workers: int = 10  # partitions walked at once (the client's limiter caps real concurrency and rps)
     data_source_uuid: str | None = None
     system: str | None = None
     partition_by_status: bool = True
+    split_large_partitions: bool = True  # split a large status by data source (see partitions.py)
+    split_threshold: float | None = None  # share of live customers above which a status splits; 1/max_workers
     full_refresh: bool = False
     resume_max_age: timedelta = timedelta(hours=24)
     verify_deletions: bool = True
@@ -61,8 +73,16 @@ class ExtractOptions:
             or not 1 <= self.per_page <= 200
         ):
             raise ValueError(f"per_page: must be an integer from 1 to 200, got {self.per_page!r}")
-        if not isinstance(self.max_workers, int) or not 1 <= self.max_workers <= 16:
-            raise ValueError(f"max_workers: must be an integer from 1 to 16, got {self.max_workers!r}")
+        if not isinstance(self.max_workers, int) or not 1 <= self.max_workers <= 32:
+            raise ValueError(f"max_workers: must be an integer from 1 to 32, got {self.max_workers!r}")
+        if self.split_threshold is not None and (
+            isinstance(self.split_threshold, bool)
+            or not isinstance(self.split_threshold, int | float)
+            or not 0 < self.split_threshold <= 1
+        ):
+            raise ValueError(
+                f"split_threshold: must be a share in (0, 1] or unset, got {self.split_threshold!r}"
+            )
         for name in ("data_source_uuid", "system"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -75,6 +95,15 @@ class ExtractOptions:
     @property
     def partitions(self) -> list[str]:
         return list(STATUS_FILTERS) if self.partition_by_status else [ALL_PARTITION]
+
+    @property
+    def splits(self) -> bool:
+        """Whether large statuses may be split by data source (not when a data source filter is set)."""
+        return self.partition_by_status and self.split_large_partitions and self.data_source_uuid is None
+
+    @property
+    def threshold(self) -> float:
+        return self.split_threshold if self.split_threshold is not None else 1 / self.max_workers
 
     @property
     def filters(self) -> dict:
@@ -111,6 +140,7 @@ class ExtractResult:
     duration_seconds: float
     partitions: dict[str, PartitionProgress] = field(default_factory=dict)
     requests: dict = field(default_factory=dict)
+    coverage: list[str] = field(default_factory=list)  # split statuses checked against the API's count
 
 
 class _Progress:
@@ -119,6 +149,7 @@ class _Progress:
     def __init__(self, partitions: list[str]):
         self.lock = threading.Lock()
         self.parts = {p: PartitionProgress(p) for p in partitions}
+        self.coverage: list[str] = []  # one line per split status checked against the API's count
         self.messages: list[str] = []  # rejected rows and field problems, the first MAX_PROBLEMS_LOGGED
         self.rejected_count = 0
         self.problem_count = 0
@@ -167,7 +198,8 @@ class Extraction:
         self.client, self.engine, self.options, self.log = client, engine, options, log
         self.started = time.monotonic()
         self.requests_before = client.stats
-        self.progress = _Progress(options.partitions)
+        self.progress = _Progress([])  # filled from the pass's checkpoints (its plan) when it opens
+        self.plan: Plan | None = None
         self.the_pass: Pass | None = None
         self.candidates: list[str] = []
         self.checks: list[DeletionCheck] = []
@@ -175,6 +207,9 @@ class Extraction:
     def open(self) -> Pass:
         options = self.options
         ensure_tables(self.engine)
+        if options.splits:
+            sizes = warehouse_sizes(self.engine, options.system)
+            self.plan = plan_partitions(options.partitions, sizes, options.threshold)
         self.the_pass = the_pass = open_pass(
             self.engine,
             filters=options.filters,
@@ -182,14 +217,22 @@ class Extraction:
             per_page=options.per_page,
             full_refresh=options.full_refresh,
             resume_max_age=options.resume_max_age,
+            plan=self.plan.partitions if self.plan else None,
         )
+        self.progress = _Progress(list(the_pass.checkpoints))
         how = (
             f"resumed ({the_pass.note})"
             if the_pass.resumed
             else "started" + (f" ({the_pass.note})" if the_pass.note else "")
         )
+        if the_pass.resumed or self.plan is None:
+            plan = ", ".join(the_pass.checkpoints)
+        else:
+            plan = self.plan.describe() + (
+                f" (split by data source: {', '.join(self.plan.split)})" if self.plan.split else ""
+            )
         self.log.info(
-            f"extract: pass {the_pass.pass_id} {how}; partitions {', '.join(options.partitions)}; "
+            f"extract: pass {the_pass.pass_id} {how}; partitions {plan}; "
             f"per_page {options.per_page}; filters {({k: v for k, v in options.filters.items() if v}) or 'none'}"
         )
         return the_pass
@@ -240,6 +283,7 @@ class Extraction:
             publish=result,
             duration_seconds=duration,
             partitions=progress.parts,
+            coverage=list(progress.coverage),
             requests={k: requests_after[k] - before[k] for k in ("requests", "retries", "rate_limited")},
         )
         self.log.info(
@@ -253,23 +297,36 @@ class Extraction:
 def _walk(
     client, engine: Engine, options: ExtractOptions, the_pass: Pass, progress: _Progress, log: Log
 ) -> None:
-    """Walk every unfinished partition concurrently; log progress from this thread; fail fast."""
+    """Walk every unfinished partition from a work queue, check split statuses' coverage; fail fast."""
     stop = threading.Event()
     for name, cp in the_pass.checkpoints.items():
         part = progress.parts[name]
         part.resumed_pages, part.resumed_customers = cp.pages, cp.customers
         if cp.done:
             part.state = "done"
-    todo = [name for name in options.partitions if not the_pass.checkpoints[name].done]
-    if not todo:
+    specs = [parse_partition(name) for name in the_pass.checkpoints]
+    # Split statuses whose coverage must be checked: those without a fallback partition yet.
+    subs_of: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.data_source_uuid is not None:
+            subs_of.setdefault(spec.status, []).append(spec.name)
+    unchecked = {s for s in subs_of if fallback_partition(s) not in the_pass.checkpoints}
+    todo = [name for name, cp in the_pass.checkpoints.items() if not cp.done]
+    if not todo and not unchecked:
         return
-    workers = min(options.max_workers, len(todo))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cm-extract")
-    futures: dict[Future, str] = {}
+    pool = ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="cm-extract")
+    futures: dict[Future, tuple[str, str]] = {}
+    counts: dict[str, tuple[int | None, str]] = {}
+
+    def start_walk(name: str) -> None:
+        fut = pool.submit(_walk_partition, client, engine, options, the_pass, name, progress, stop)
+        futures[fut] = ("walk", name)
+
     try:
-        for name in todo:
-            fut = pool.submit(_walk_partition, client, engine, options, the_pass, name, progress, stop)
-            futures[fut] = name
+        for status in sorted(unchecked):  # one request each; first, so the checks never wait for them
+            futures[pool.submit(_count_status, client, options, status)] = ("count", status)
+        for name in todo:  # a fresh plan lists the largest partitions first
+            start_walk(name)
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=options.progress_interval, return_when=FIRST_EXCEPTION)
@@ -278,9 +335,23 @@ def _walk(
                 if exc is not None:
                     stop.set()
                     raise exc
-                log.info(
-                    f"extract: partition {futures[fut]} done ({progress.parts[futures[fut]].pages} pages this run)"
+                kind, name = futures[fut]
+                if kind == "count":
+                    counts[name] = fut.result()
+                else:
+                    log.info(f"extract: partition {name} done ({progress.parts[name].pages} pages this run)")
+            for status in sorted(unchecked):
+                with progress.lock:
+                    walked = all(progress.parts[n].state == "done" for n in subs_of[status])
+                if not walked or status not in counts:
+                    continue
+                unchecked.discard(status)
+                fallback = _check_coverage(
+                    engine, the_pass, status, subs_of[status], counts[status], progress, log
                 )
+                if fallback is not None:
+                    start_walk(fallback)
+                    pending.update(f for f in futures if futures[f] == ("walk", fallback))
             _log_problems(progress, log)
             if pending:
                 log.info(progress.line(client))
@@ -293,6 +364,53 @@ def _walk(
             f"extract: {progress.rejected_count} entries rejected (see chartmogul._extract_rejects), "
             f"{progress.problem_count} field values stored as NULL or cleaned (raw keeps them)"
         )
+
+
+def _count_status(client, options: ExtractOptions, status: str) -> tuple[int | None, str]:
+    """The API's exact customer count for a status (total_pages of a per_page=1 request), or None and why."""
+    page = client.list_customers_page(status=status, system=options.system, per_page=1)
+    if page.total_pages is None:
+        if not page.has_more:
+            return len(page.entries), ""
+        return None, "the API sent no total_pages"
+    if page.per_page not in (None, 1):
+        return None, f"the API answered per_page {page.per_page}, not 1"
+    return page.total_pages, ""
+
+
+def _check_coverage(
+    engine: Engine,
+    the_pass: Pass,
+    status: str,
+    subs: list[str],
+    count: tuple[int | None, str],
+    progress: _Progress,
+    log: Log,
+) -> str | None:
+    """Compare a split status's staged customers with the API's count; add its fallback partition if short."""
+    expected, why = count
+    staged = staged_customers(engine, the_pass.pass_id, subs)
+    if expected is not None and staged >= expected:
+        line = (
+            f"{status}: {staged} customers staged by {len(subs)} data source partitions, API count {expected}"
+        )
+        with progress.lock:
+            progress.coverage.append(line + ": complete")
+        log.info(f"extract: coverage {line}: complete")
+        return None
+    if expected is not None:
+        why = (
+            f"{staged} customers staged by {len(subs)} data source partitions but the API counts {expected}"
+            " (a data source the warehouse does not know yet?)"
+        )
+    name = fallback_partition(status)
+    the_pass.checkpoints[name] = checkpoint = add_partition(engine, the_pass.pass_id, name)
+    with progress.lock:
+        progress.coverage.append(f"{status}: {why}: walked again as {name}")
+        part = progress.parts.setdefault(name, PartitionProgress(name))
+        part.resumed_pages, part.resumed_customers = checkpoint.pages, checkpoint.customers
+    log.warning(f"extract: coverage {status}: {why}; walking the whole status again as partition {name}")
+    return name
 
 
 def _log_problems(progress: _Progress, log: Log) -> None:
@@ -314,7 +432,9 @@ def _walk_partition(
 ) -> None:
     part = progress.parts[name]
     checkpoint = the_pass.checkpoints[name]
-    status = None if name == ALL_PARTITION else name
+    spec = parse_partition(name)
+    status = spec.status
+    data_source_uuid = spec.data_source_uuid or options.data_source_uuid
     expected_status = filter_to_status(status) if status else None
     with progress.lock:
         part.state = "running"
@@ -324,7 +444,16 @@ def _walk_partition(
             while True:
                 try:
                     _walk_pages(
-                        client, options, status, expected_status, cursor, writer, part, progress, stop
+                        client,
+                        options,
+                        status,
+                        data_source_uuid,
+                        expected_status,
+                        cursor,
+                        writer,
+                        part,
+                        progress,
+                        stop,
                     )
                     break
                 except BadRequestError as exc:
@@ -345,10 +474,12 @@ def _walk_partition(
         raise
 
 
-def _walk_pages(client, options, status, expected_status, cursor, writer, part, progress, stop) -> None:
+def _walk_pages(
+    client, options, status, data_source_uuid, expected_status, cursor, writer, part, progress, stop
+) -> None:
     for page in client.list_customers(
         status=status,
-        data_source_uuid=options.data_source_uuid,
+        data_source_uuid=data_source_uuid,
         system=options.system,
         per_page=options.per_page,
         cursor=cursor,

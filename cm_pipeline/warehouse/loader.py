@@ -1,7 +1,8 @@
 """Staging, checkpoints and the one-transaction publish of chartmogul.customers.
 
-- Passes: a pass is one full walk of the customer list. Its partitions (one per status filter) each keep a
-  checkpoint row (next cursor, pages, customers, done). A new run resumes an unfinished pass with the same
+- Passes: a pass is one full walk of the customer list. Its partitions (one per status filter, or per
+  status and data source for a split status; see partitions.py) each keep a checkpoint row (next cursor,
+  pages, customers, done): the rows are the pass's plan, so a resumed pass keeps it. A new run resumes an unfinished pass with the same
   filters instead of starting over, unless it is older than the resume window or a full refresh is asked.
 - Staging: each page is one COPY into chartmogul._customers_staging, committed in the SAME transaction as
   its partition's checkpoint, so a checkpoint is never ahead of or behind its data.
@@ -31,6 +32,7 @@ from cm_pipeline.warehouse.mapping import (
     mapped_columns_sql,
     prepare_entry,
 )
+from cm_pipeline.warehouse.partitions import base_partition
 from cm_pipeline.warehouse.schema import (
     CHECKPOINTS_TABLE,
     CUSTOMER_DATA_COLUMNS,
@@ -110,11 +112,17 @@ def open_pass(
     per_page: int,
     full_refresh: bool = False,
     resume_max_age: timedelta = timedelta(hours=24),
+    plan: Sequence[str] | None = None,
 ) -> Pass:
     """Resume the unfinished pass with the same filters, or start a fresh one (truncating staging).
 
+    `partitions` are the status partitions (part of the filters); `plan` the checkpoint rows of a fresh
+    pass (sub-partitions of split statuses; default `partitions`). A resumed pass keeps its own plan.
     The caller must hold the refresh lock.
     """
+    plan = list(partitions if plan is None else plan)
+    if {base_partition(p) for p in plan} != set(partitions):
+        raise ValueError(f"plan: {plan!r} does not cover exactly the partitions {list(partitions)!r}")
     filters = {**filters, "partitions": list(partitions)}
     conn = raw_connection(engine)
     try:
@@ -150,7 +158,7 @@ def open_pass(
                     (resume_id,),
                 )
                 checkpoints = {row[0]: Checkpoint(*row) for row in cur.fetchall()}
-                if set(checkpoints) == set(partitions):
+                if {base_partition(p) for p in checkpoints} == set(partitions):
                     cur.execute(f"UPDATE {PASSES_TABLE} SET runs = runs + 1 WHERE pass_id = %s", (resume_id,))
                     conn.commit()
                     return Pass(resume_id, filters, per_page, True, checkpoints, f"resumed pass {resume_id}")
@@ -173,12 +181,47 @@ def open_pass(
             pass_id = cur.fetchone()[0]
             cur.executemany(
                 f"INSERT INTO {CHECKPOINTS_TABLE} (pass_id, partition) VALUES (%s, %s)",
-                [(pass_id, p) for p in partitions],
+                [(pass_id, p) for p in plan],
             )
         conn.commit()
     finally:
         conn.close()
-    return Pass(pass_id, filters, per_page, False, {p: Checkpoint(p) for p in partitions}, reason)
+    return Pass(pass_id, filters, per_page, False, {p: Checkpoint(p) for p in plan}, reason)
+
+
+def add_partition(engine: Engine, pass_id: int, partition: str) -> Checkpoint:
+    """Add a partition to a running pass's plan (idempotent: an existing checkpoint is returned as is)."""
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {CHECKPOINTS_TABLE} (pass_id, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (pass_id, partition),
+            )
+            cur.execute(
+                f"SELECT partition, cursor, pages, customers, done FROM {CHECKPOINTS_TABLE}"
+                " WHERE pass_id = %s AND partition = %s",
+                (pass_id, partition),
+            )
+            checkpoint = Checkpoint(*cur.fetchone())
+        conn.commit()
+    finally:
+        conn.close()
+    return checkpoint
+
+
+def staged_customers(engine: Engine, pass_id: int, partitions: Sequence[str]) -> int:
+    """Distinct customers the pass staged in these partitions."""
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT count(DISTINCT uuid) FROM {STAGING_TABLE} WHERE pass_id = %s AND partition = ANY(%s)",
+                (pass_id, list(partitions)),
+            )
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 # ---- staging writer -------------------------------------------------------------------------------
