@@ -206,7 +206,9 @@ class Extraction:
 
     def open(self) -> Pass:
         options = self.options
-        ensure_tables(self.engine)
+        migration = ensure_tables(self.engine)
+        if migration:
+            self.log.warning(f"extract: {migration}")
         if options.splits:
             sizes = warehouse_sizes(self.engine, options.system)
             self.plan = plan_partitions(options.partitions, sizes, options.threshold)
@@ -274,7 +276,7 @@ class Extraction:
             note=the_pass.note,
             pages=pages,
             customers_fetched=customers,
-            rejected=progress.rejected_count,
+            rejected=progress.rejected_count + result.rejected,
             field_problems=progress.problem_count,
             status_mismatches=sum(p.status_mismatches for p in progress.parts.values()),
             deletion_candidates=len(self.candidates),
@@ -291,6 +293,11 @@ class Extraction:
             f"{result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted, "
             f"{result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
         )
+        if result.rejected:
+            self.log.warning(
+                f"extract: {result.rejected} staged entries were not valid JSON for Postgres and were left"
+                " out of the publish (see chartmogul._extract_rejects)"
+            )
         return outcome
 
 

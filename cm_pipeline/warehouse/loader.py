@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from hashlib import md5
 from typing import Any
 
 import psycopg2
@@ -38,10 +39,12 @@ from cm_pipeline.warehouse.schema import (
     CUSTOMER_DATA_COLUMNS,
     CUSTOMERS_TABLE,
     DELETION_CHECKS_TABLE,
+    HASHES_TABLE,
     PASSES_TABLE,
     PUBLISH_LOG_TABLE,
     REJECTS_TABLE,
     STAGING_COLUMN_NAMES,
+    STAGING_LAYOUT,
     STAGING_TABLE,
     customers_ddl,
     extraction_ddl,
@@ -50,8 +53,13 @@ from cm_pipeline.warehouse.schema import (
 VERIFY_PARTITION = "_verified"  # staging rows fetched by GET /customers/{uuid} during deletion checks
 
 
-def ensure_tables(engine: Engine) -> None:
-    """Create the customers table and the extraction bookkeeping tables if they are missing."""
+def ensure_tables(engine: Engine) -> str | None:
+    """Create the customers table and the extraction bookkeeping tables if they are missing.
+
+    A staging table of an older layout is dropped and recreated, abandoning the running pass (staging
+    only ever holds an unfinished pass; a fresh one follows): returns a note saying so, else None.
+    """
+    note = None
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
@@ -59,17 +67,26 @@ def ensure_tables(engine: Engine) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(17229, 2)")
             schema, table = STAGING_TABLE.split(".")
             cur.execute(
-                "SELECT array_agg(column_name::text ORDER BY ordinal_position) FROM information_schema.columns"
-                " WHERE table_schema = %s AND table_name = %s",
+                "SELECT array_agg(array[column_name::text, udt_name::text] ORDER BY ordinal_position)"
+                " FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
                 (schema, table),
             )
             existing = cur.fetchone()[0]
-            if existing and tuple(existing) != ("fetch_seq", *STAGING_COLUMN_NAMES):
+            if existing and [tuple(c) for c in existing] != list(STAGING_LAYOUT):
                 # Staging from an older layout: it only ever holds an unfinished pass, which restarts.
                 cur.execute(f"DROP TABLE {STAGING_TABLE}")
-                cur.execute(
-                    f"UPDATE {PASSES_TABLE} SET state = 'abandoned', finished_at = now(),"
-                    " note = 'staging layout changed' WHERE state = 'running'"
+                cur.execute(f"SELECT to_regclass('{PASSES_TABLE}') IS NOT NULL")
+                abandoned = []
+                if cur.fetchone()[0]:
+                    cur.execute(
+                        f"UPDATE {PASSES_TABLE} SET state = 'abandoned', finished_at = now(),"
+                        " note = 'staging layout changed' WHERE state = 'running' RETURNING pass_id"
+                    )
+                    abandoned = sorted(r[0] for r in cur.fetchall())
+                note = "staging table had an older layout: recreated" + (
+                    f"; abandoned running pass {', '.join(map(str, abandoned))} (a fresh pass follows)"
+                    if abandoned
+                    else ""
                 )
             for statement in [*customers_ddl(), *extraction_ddl()]:
                 cur.execute(statement)
@@ -80,6 +97,7 @@ def ensure_tables(engine: Engine) -> None:
         conn.commit()
     finally:
         conn.close()
+    return note
 
 
 # ---- passes and checkpoints ----------------------------------------------------------------------
@@ -295,8 +313,11 @@ class StagingWriter:
             if prepared.problems:
                 outcome.problems.extend(prepared.problems)
             typed = "\t".join([copy_field(v) for v in prepared.typed])
+            # md5 of the text as staged (a lone surrogate, found when the page is encoded, makes the page
+            # prepared again thoroughly: surrogatepass only keeps this line from failing first).
+            digest = md5(prepared.raw.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
             raw = prepared.raw.replace("\\", "\\\\")  # JSON text has no raw tab/newline; double backslashes
-            line = f"{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\n"
+            line = f"{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\t{digest}\n"
             lines.append((prepared.uuid, line, entry))
         return lines
 
@@ -444,18 +465,24 @@ class PublishResult:
     row_count: int
     live_count: int
     total_mrr_cents: int
+    rejected: int = 0  # staged entries whose text Postgres could not parse (see _extract_rejects)
 
 
 _DATA_COLS = ", ".join(CUSTOMER_DATA_COLUMNS)
-_STAGED_COLS = ", ".join(("uuid", *TYPED_COLUMNS, "raw"))
 _UPDATABLE = [c for c in CUSTOMER_DATA_COLUMNS if c != "uuid"]
+_TYPED_COLS = ", ".join(f"s.{c}" for c in TYPED_COLUMNS)
+_CANDIDATES = "_publish_candidates"  # temporary, dropped at commit
 
 
 def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) -> PublishResult:
     """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass.
 
-    A row is unchanged when its `raw` is (every other column is derived from raw); after a mapping change
-    (MAPPING_VERSION differs from the last publish's) every mapped column is compared instead, once.
+    Only candidates are parsed and mapped: customers that are new, flagged deleted, or whose staged text's
+    md5 differs from the one they were last published from (HASHES_TABLE; a missing hash, or a customers
+    row rewritten since by anything else, also makes a candidate). A candidate is rewritten only when its
+    `raw` differs as jsonb (every other column is derived from raw), so a change of key order alone is
+    unchanged; after a mapping change (MAPPING_VERSION differs from the last publish's) every staged
+    customer is a candidate and every mapped column is compared instead, once.
     """
     assignments = ", ".join(f"{col} = EXCLUDED.{col}" for col in _UPDATABLE)
     deleted_uuids = [c.uuid for c in checks if c.outcome == "deleted"]
@@ -473,35 +500,74 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
             cur.execute(f"ANALYZE {STAGING_TABLE}")  # fresh statistics: it was filled since the last one
             cur.execute(f"SELECT mapping_version FROM {PUBLISH_LOG_TABLE} ORDER BY published_at DESC LIMIT 1")
             last = cur.fetchone()
-            if last is None or last[0] == MAPPING_VERSION:
-                differs = "c.raw IS DISTINCT FROM {new}.raw"
-            else:
+            remap = last is not None and last[0] != MAPPING_VERSION
+            if remap:
                 differs = " OR ".join(f"c.{col} IS DISTINCT FROM {{new}}.{col}" for col in _UPDATABLE)
+            else:
+                differs = "c.raw IS DISTINCT FROM {new}.raw"
             cur.execute(
                 f"SELECT count(*) FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NOT NULL"
                 f" AND EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
                 (pass_id,),
             )
             undeleted = cur.fetchone()[0]
-            # Latest fetch per uuid wins. Unchanged rows are filtered out BEFORE the upsert, so they are not
-            # even locked (ON CONFLICT would lock every conflicting row); only new, changed or returning
-            # customers are mapped and reach the INSERT ... ON CONFLICT.
+            # Latest fetch per uuid wins; of those, only candidates go on (their staging row by fetch_seq).
             cur.execute(
-                f"WITH latest AS (SELECT s.* FROM {STAGING_TABLE} s JOIN (SELECT max(fetch_seq) AS fetch_seq"
-                f" FROM {STAGING_TABLE} WHERE pass_id = %s GROUP BY uuid) k USING (fetch_seq)),"
-                f" mapped AS (SELECT {mapped_columns_sql('l')} FROM latest l),"
-                f" changed AS (SELECT m.* FROM mapped m LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
-                f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs.format(new='m')}),"
-                f" up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
-                f" SELECT {_DATA_COLS}, now(), now(), NULL FROM changed"
-                f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
-                f" WHERE c.deleted_at IS NOT NULL OR {differs.format(new='EXCLUDED')}"
-                " RETURNING (xmax = 0) AS inserted)"
-                " SELECT (SELECT count(*) FROM latest),"
-                " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
-                (pass_id,),
+                f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
+                " raw_md5 text NOT NULL) ON COMMIT DROP"
             )
-            seen, inserted, updated = cur.fetchone()
+            cur.execute(
+                f"WITH latest AS (SELECT s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s"
+                f" JOIN (SELECT max(fetch_seq) AS fetch_seq FROM {STAGING_TABLE} WHERE pass_id = %s"
+                " GROUP BY uuid) k USING (fetch_seq)),"
+                f" candidates AS (INSERT INTO {_CANDIDATES} SELECT l.fetch_seq, l.uuid, l.raw_md5 FROM latest l"
+                f" LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = l.uuid LEFT JOIN {HASHES_TABLE} h ON h.uuid = l.uuid"
+                " WHERE %s OR c.uuid IS NULL OR c.deleted_at IS NOT NULL OR h.uuid IS NULL"
+                " OR h.raw_md5 <> l.raw_md5 OR h.row_xmin IS DISTINCT FROM c.xmin RETURNING 1)"
+                " SELECT (SELECT count(*) FROM latest), (SELECT count(*) FROM candidates)",
+                (pass_id, remap),
+            )
+            seen, _ = cur.fetchone()
+            cur.execute(f"ANALYZE {_CANDIDATES}")
+            # Unchanged rows are filtered out BEFORE the upsert, so they are not even locked (ON CONFLICT
+            # would lock every conflicting row).
+            # raw is staged as text without being parsed: an entry text Postgres refuses as jsonb (valid by
+            # construction, so never expected) must not sink the publish. It is set aside and recorded.
+            rejected = 0
+            while True:
+                cur.execute("SAVEPOINT upsert")
+                try:
+                    cur.execute(
+                        f"WITH staged AS (SELECT s.uuid, {_TYPED_COLS}, s.raw::jsonb AS raw FROM {_CANDIDATES} k"
+                        # OFFSET 0 fences the subquery: the planner can't join staging to customers
+                        # first and parse rows that are not candidates.
+                        f" JOIN {STAGING_TABLE} s USING (fetch_seq) OFFSET 0),"
+                        f" mapped AS (SELECT {mapped_columns_sql('l')} FROM staged l),"
+                        f" changed AS (SELECT m.* FROM mapped m LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
+                        f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs.format(new='m')}),"
+                        f" up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
+                        f" SELECT {_DATA_COLS}, now(), now(), NULL FROM changed"
+                        f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
+                        f" WHERE c.deleted_at IS NOT NULL OR {differs.format(new='EXCLUDED')}"
+                        " RETURNING (xmax = 0) AS inserted)"
+                        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+                    )
+                    inserted, updated = cur.fetchone()
+                    cur.execute("RELEASE SAVEPOINT upsert")
+                    break
+                except psycopg2.DataError:
+                    cur.execute("ROLLBACK TO SAVEPOINT upsert")
+                    bad = _set_aside_unparsable(cur)
+                    if not bad:
+                        raise
+                    rejected += bad
+            # Every candidate is now published as its staged text: remember that text's md5 and the row
+            # version it was checked against (a later statement sees this transaction's new versions).
+            cur.execute(
+                f"INSERT INTO {HASHES_TABLE} AS h (uuid, raw_md5, row_xmin)"
+                f" SELECT k.uuid, k.raw_md5, c.xmin FROM {_CANDIDATES} k JOIN {CUSTOMERS_TABLE} c USING (uuid)"
+                " ON CONFLICT (uuid) DO UPDATE SET raw_md5 = EXCLUDED.raw_md5, row_xmin = EXCLUDED.row_xmin"
+            )
             deleted = 0
             if deleted_uuids:
                 cur.execute(
@@ -522,7 +588,7 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
                 f" coalesce(sum(mrr) FILTER (WHERE deleted_at IS NULL), 0) FROM {CUSTOMERS_TABLE}"
             )
             row_count, live_count, total_mrr = cur.fetchone()
-            unchanged = seen - inserted - updated
+            unchanged = seen - inserted - updated - rejected
             cur.execute(
                 f"INSERT INTO {PUBLISH_LOG_TABLE} (pass_id, row_count, live_count, seen, inserted, updated,"
                 " unchanged, deleted, undeleted, filters, mapping_version)"
@@ -561,7 +627,40 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
         row_count=row_count,
         live_count=live_count,
         total_mrr_cents=int(total_mrr),
+        rejected=rejected,
     )
+
+
+def _unparsable(cur, seqs: list[int]) -> list[tuple[int, str]]:
+    """(fetch_seq, Postgres's message) of the staged rows among `seqs` whose raw is not valid jsonb."""
+    cur.execute("SAVEPOINT parse")
+    try:
+        cur.execute(f"SELECT count(raw::jsonb) FROM {STAGING_TABLE} WHERE fetch_seq = ANY(%s)", (seqs,))
+        cur.execute("RELEASE SAVEPOINT parse")
+        return []
+    except psycopg2.DataError as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT parse")
+        if len(seqs) == 1:
+            return [(seqs[0], (exc.pgerror or str(exc)).strip().splitlines()[0])]
+        half = len(seqs) // 2  # bisect: a few bad rows among many cost a few queries each
+        return _unparsable(cur, seqs[:half]) + _unparsable(cur, seqs[half:])
+
+
+def _set_aside_unparsable(cur) -> int:
+    """Drop the candidates whose staged raw is not valid jsonb, recording each as a reject; how many."""
+    cur.execute(f"SELECT fetch_seq FROM {_CANDIDATES} ORDER BY fetch_seq")
+    bad = _unparsable(cur, [r[0] for r in cur.fetchall()])
+    for fetch_seq, message in bad:
+        cur.execute(
+            f"INSERT INTO {REJECTS_TABLE} (pass_id, partition, uuid, error, entry)"
+            f" SELECT pass_id, partition, uuid, %s, raw FROM {STAGING_TABLE} WHERE fetch_seq = %s",
+            (
+                f"entry text is not valid JSON for Postgres: {message}; the published row is left as it was",
+                fetch_seq,
+            ),
+        )
+        cur.execute(f"DELETE FROM {_CANDIDATES} WHERE fetch_seq = %s", (fetch_seq,))
+    return len(bad)
 
 
 def clear_staging(engine: Engine, pass_id: int) -> None:

@@ -69,11 +69,16 @@ STAGING_SEQUENCE = f"{SCHEMA}._customers_staging_fetch_seq"
 PASSES_TABLE = f"{SCHEMA}._extract_passes"
 CHECKPOINTS_TABLE = f"{SCHEMA}._extract_checkpoints"
 REJECTS_TABLE = f"{SCHEMA}._extract_rejects"
+# For each published customer: the md5 of the entry text it was last published from, and the xmin of the
+# customers row it was checked against (a row anything else rewrote since, e.g. a reverse-ETL write-back,
+# is compared again). A cache: a missing or different row only means the entry is parsed and compared.
+HASHES_TABLE = f"{SCHEMA}._customer_hashes"
 # Audit tables readers may query: every deletion verification, and every publish.
 DELETION_CHECKS_TABLE = f"{SCHEMA}.deletion_checks"
 PUBLISH_LOG_TABLE = f"{SCHEMA}.publish_log"
 
-# The staging table: where/when each entry came from, its uuid, the values Python validated, and raw.
+# The staging table: where/when each entry came from, its uuid, the values Python validated, and raw as
+# TEXT (the JSON text prepare_entry built) with its md5: publish parses only new or changed entries.
 STAGING_TYPED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "bigint"),
     ("mrr", "bigint"),
@@ -88,6 +93,17 @@ STAGING_COLUMN_NAMES: tuple[str, ...] = (
     "uuid",
     *(n for n, _ in STAGING_TYPED_COLUMNS),
     "raw",
+    "raw_md5",
+)
+# (column, Postgres type name) of the whole staging table: a table of another shape is from an older layout.
+STAGING_LAYOUT: tuple[tuple[str, str], ...] = (
+    ("fetch_seq", "int8"),
+    ("pass_id", "int8"),
+    ("partition", "text"),
+    ("uuid", "text"),
+    *((n, {"bigint": "int8", "timestamptz": "timestamptz"}[t]) for n, t in STAGING_TYPED_COLUMNS),
+    ("raw", "text"),
+    ("raw_md5", "text"),
 )
 
 
@@ -96,7 +112,8 @@ def extraction_ddl() -> list[str]:
 
     Staging and checkpoints are UNLOGGED (no WAL: the staging write is most of a load's I/O). A Postgres
     crash empties both together, so they stay consistent; a running pass found without its checkpoints
-    then starts over (loader.open_pass). The published table and the audit tables are ordinary tables.
+    then starts over (loader.open_pass). The hashes table is UNLOGGED too: emptied, the next publish
+    compares every entry once. The published table and the audit tables are ordinary tables.
     """
     typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
     return [
@@ -127,7 +144,13 @@ def extraction_ddl() -> list[str]:
     pass_id bigint NOT NULL,
     partition text NOT NULL,
     uuid text NOT NULL,
-{typed_cols}    raw jsonb NOT NULL
+{typed_cols}    raw text NOT NULL,
+    raw_md5 text NOT NULL
+)""",
+        f"""CREATE UNLOGGED TABLE IF NOT EXISTS {HASHES_TABLE} (
+    uuid text PRIMARY KEY,
+    raw_md5 text NOT NULL,
+    row_xmin xid
 )""",
         f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
     pass_id bigint NOT NULL,

@@ -306,3 +306,122 @@ def test_after_a_mapping_change_every_mapped_column_is_compared_once(db):
     _, remapped = load(db, {"Active": [entries]})
     assert (remapped.updated, remapped.unchanged) == (1, 1)
     assert table(db)["cus_m1"]["name"] == LIST_EXAMPLE["name"]
+
+
+def hashes(engine) -> dict[str, str]:
+    with engine.connect() as c:
+        return dict(c.execute(sa.text("SELECT uuid, raw_md5 FROM chartmogul._customer_hashes")).all())
+
+
+def test_a_refresh_parses_only_new_or_changed_entries_and_key_order_alone_is_unchanged(db):
+    a, b = customer("cus_h1"), customer("cus_h2")
+    load(db, {"Active": [[a, b]]})
+    first = hashes(db)
+    assert set(first) == {"cus_h1", "cus_h2"}
+    before = table(db)
+    reordered = dict(reversed(list(b.items())))  # same JSON, other text: a candidate, compared, not rewritten
+    _, result = load(db, {"Active": [[a, reordered, customer("cus_h3")]]})
+    assert (result.inserted, result.updated, result.unchanged, result.seen) == (1, 0, 2, 3)
+    after, now = table(db), hashes(db)
+    assert after["cus_h2"]["_xmin"] == before["cus_h2"]["_xmin"]
+    assert now["cus_h1"] == first["cus_h1"] and now["cus_h2"] != first["cus_h2"] and "cus_h3" in now
+    p = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        w.write_page([customer("cus_h4", name='Zoë \\ "q" \t')], None, False)
+    with db.connect() as c:  # staged as text, with the md5 of that text (computed in Python)
+        kind, same = c.execute(
+            sa.text(
+                "SELECT pg_typeof(raw)::text, raw_md5 = md5(raw) FROM chartmogul._customers_staging"
+                " WHERE uuid = 'cus_h4'"
+            )
+        ).one()
+    assert (kind, same) == ("text", True)
+
+
+def test_a_row_rewritten_by_another_writer_is_compared_again(db):
+    """E.g. a reverse-ETL write-back then reverted in ChartMogul: the same text as last publish must win."""
+    entry = customer("cus_wb", mrr=100)
+    load(db, {"Active": [[entry]]})
+    with db.begin() as c:
+        c.execute(
+            sa.text("UPDATE chartmogul.customers SET raw = :r, mrr = 999 WHERE uuid = 'cus_wb'"),
+            {"r": json.dumps({**entry, "mrr": 999})},
+        )
+    _, result = load(db, {"Active": [[entry]]})  # its md5 equals the side table's, the row does not
+    assert (result.updated, result.unchanged) == (1, 0)
+    row = table(db)["cus_wb"]
+    assert row["mrr"] == 100 and row["raw"] == entry
+    _, again = load(db, {"Active": [[entry]]})
+    assert (again.updated, again.unchanged) == (0, 1)
+
+
+def test_lost_hashes_only_make_every_entry_compared_once(db):
+    entries = [customer("cus_l1"), customer("cus_l2")]
+    load(db, {"Active": [entries]})
+    before = table(db)
+    with db.begin() as c:  # what crash recovery does to the unlogged side table
+        c.execute(sa.text("TRUNCATE chartmogul._customer_hashes"))
+    _, result = load(db, {"Active": [entries]})
+    assert (result.updated, result.unchanged) == (0, 2)
+    assert {u: r["_xmin"] for u, r in table(db).items()} == {u: r["_xmin"] for u, r in before.items()}
+    assert set(hashes(db)) == {"cus_l1", "cus_l2"}
+
+
+def test_a_staged_text_postgres_cannot_parse_is_set_aside_not_sinking_the_publish(db):
+    load(db, {"Active": [[customer("cus_j1"), customer("cus_j2")]]})
+    p = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    with StagingWriter(db, p.pass_id, "Active") as w:
+        w.write_page([customer("cus_j1", mrr=1), customer("cus_j2", mrr=2), customer("cus_j3")], None, False)
+    with db.begin() as c:  # cannot come from prepare_entry; the guard must hold anyway
+        c.execute(
+            sa.text(
+                'UPDATE chartmogul._customers_staging SET raw = \'{"uuid": "cus_j2", "bad\\u0000"\' || raw'
+                " WHERE uuid = 'cus_j2'"
+            )
+        )
+    result = publish(db, p.pass_id)
+    assert (result.seen, result.inserted, result.updated, result.rejected, result.unchanged) == (
+        3,
+        1,
+        1,
+        1,
+        0,
+    )
+    rows = table(db)
+    assert rows["cus_j1"]["mrr"] == 1 and rows["cus_j2"]["mrr"] == 3000  # left as it was
+    with db.connect() as c:
+        ((uuid, error),) = c.execute(sa.text("SELECT uuid, error FROM chartmogul._extract_rejects")).all()
+    assert uuid == "cus_j2" and "not valid JSON" in error
+
+
+def test_ensure_tables_replaces_an_old_staging_layout_and_abandons_the_running_pass(db):
+    p = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    with db.begin() as c:  # the layout before raw was staged as text
+        c.execute(sa.text("DROP TABLE chartmogul._customers_staging"))
+        c.execute(
+            sa.text(
+                "CREATE UNLOGGED TABLE chartmogul._customers_staging (fetch_seq bigint NOT NULL"
+                " DEFAULT nextval('chartmogul._customers_staging_fetch_seq'), pass_id bigint NOT NULL,"
+                " partition text NOT NULL, uuid text NOT NULL, id bigint, mrr bigint, arr bigint,"
+                " customer_since timestamptz, lead_created_at timestamptz, free_trial_started_at timestamptz,"
+                " raw jsonb NOT NULL)"
+            )
+        )
+    note = ensure_tables(db)
+    assert note and f"abandoned running pass {p.pass_id}" in note
+    assert ensure_tables(db) is None  # the new layout stays
+    with db.connect() as c:
+        kind = c.execute(
+            sa.text(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = 'chartmogul'"
+                " AND table_name = '_customers_staging' AND column_name = 'raw'"
+            )
+        ).scalar()
+        state = c.execute(
+            sa.text("SELECT state FROM chartmogul._extract_passes WHERE pass_id = :p"), {"p": p.pass_id}
+        ).scalar()
+    assert (kind, state) == ("text", "abandoned")
+    again = open_pass(db, filters={}, partitions=["Active"], per_page=200)
+    assert not again.resumed
+    _, result = load(db, {"Active": [[customer("cus_after")]]})
+    assert result.inserted == 1
