@@ -19,6 +19,7 @@ from cm_pipeline.reverse_etl.outcomes import (
     LogSink,
     StepSummary,
     classify,
+    parse_each,
     push_lock,
     run_pool,
 )
@@ -33,7 +34,6 @@ from cm_pipeline.reverse_etl.push_log import (
 )
 from cm_pipeline.reverse_etl.rows import (
     EmailAttribute,
-    RowRejected,
     email_fingerprint,
     fingerprint,
     parse_email_row,
@@ -51,17 +51,7 @@ def group_fingerprint(attrs: list[EmailAttribute]) -> str:
 def _parse_groups(
     rows: list[tuple[int, dict]], op: str
 ) -> tuple[dict[str, list[tuple[int, EmailAttribute]]], list[LogEntry]]:
-    rejected: list[LogEntry] = []
-    valid: list[tuple[int, EmailAttribute]] = []
-    for seq, row in rows:
-        try:
-            valid.append((seq, parse_email_row(row)))
-        except RowRejected as exc:
-            rejected.append(
-                LogEntry(
-                    op, str(row.get("email")), "rejected", email_fingerprint(row), payload=row, error=str(exc)
-                )
-            )
+    valid, rejected = parse_each(rows, op, parse_email_row, "email", email_fingerprint)
     per_key = Counter((a.email.lower(), a.key) for _, a in valid)
     groups: dict[str, list[tuple[int, EmailAttribute]]] = defaultdict(list)
     for seq, attr in valid:

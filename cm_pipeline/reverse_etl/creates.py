@@ -13,7 +13,15 @@ from datetime import datetime, timezone
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.errors import ChartMogulError
-from cm_pipeline.reverse_etl.outcomes import OP_CREATES, LogSink, StepSummary, classify, push_lock, run_pool
+from cm_pipeline.reverse_etl.outcomes import (
+    OP_CREATES,
+    LogSink,
+    StepSummary,
+    classify,
+    parse_each,
+    push_lock,
+    run_pool,
+)
 from cm_pipeline.reverse_etl.push_log import (
     LogEntry,
     api_rejections,
@@ -25,7 +33,6 @@ from cm_pipeline.reverse_etl.push_log import (
 )
 from cm_pipeline.reverse_etl.rows import (
     NewCustomer,
-    RowRejected,
     new_customer_fingerprint,
     parse_new_customer_row,
 )
@@ -35,22 +42,7 @@ DEFAULT_RELATION = "reverse_etl.chartmogul_new_customers"
 
 
 def _parse(rows: list[tuple[int, dict]], op: str) -> tuple[list[tuple[int, NewCustomer]], list[LogEntry]]:
-    rejected: list[LogEntry] = []
-    valid: list[tuple[int, NewCustomer]] = []
-    for seq, row in rows:
-        try:
-            valid.append((seq, parse_new_customer_row(row)))
-        except RowRejected as exc:
-            rejected.append(
-                LogEntry(
-                    op,
-                    str(row.get("external_id")),
-                    "rejected",
-                    new_customer_fingerprint(row),
-                    payload=row,
-                    error=str(exc),
-                )
-            )
+    valid, rejected = parse_each(rows, op, parse_new_customer_row, "external_id", new_customer_fingerprint)
     per_id = Counter((n.data_source_uuid, n.external_id) for _, n in valid)
     kept: list[tuple[int, NewCustomer]] = []
     seen: dict[tuple[str, str], str] = {}

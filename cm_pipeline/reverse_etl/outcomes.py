@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -20,6 +21,9 @@ from cm_pipeline.chartmogul.errors import (
     is_retriable,
 )
 from cm_pipeline.reverse_etl.push_log import LogEntry, record
+from cm_pipeline.reverse_etl.rows import RowRejected
+
+T = TypeVar("T")
 
 OP_UPDATES = "push_customer_updates"
 OP_BY_EMAIL = "push_custom_attributes"
@@ -102,3 +106,25 @@ def run_pool(work: Callable, items: list, max_workers: int) -> None:
             future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parse_each(
+    rows: list[tuple[int, dict]],
+    op: str,
+    parse: Callable[[dict], T],
+    target_field: str,
+    fingerprint: Callable[[dict], Any],
+) -> tuple[list[tuple[int, T]], list[LogEntry]]:
+    """Parse every (seq, row); a row that fails validation becomes a 'rejected' entry naming why."""
+    valid: list[tuple[int, T]] = []
+    rejected: list[LogEntry] = []
+    for seq, row in rows:
+        try:
+            valid.append((seq, parse(row)))
+        except RowRejected as exc:
+            rejected.append(
+                LogEntry(
+                    op, str(row.get(target_field)), "rejected", fingerprint(row), payload=row, error=str(exc)
+                )
+            )
+    return valid, rejected
