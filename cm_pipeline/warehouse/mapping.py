@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
 
 REPLACEMENT = "\ufffd"
@@ -346,9 +348,9 @@ def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
             problems.append(FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL"))
     raw, replaced = None, False
     if not thorough:
-        try:
-            raw = _dump(entry)
-        except ValueError:
+        try:  # orjson: compact, key order kept, several times faster than json.dumps (NaN -> null)
+            raw = orjson.dumps(entry).decode("utf-8")
+        except (TypeError, ValueError):  # lone surrogates, integers beyond 64 bits, odd keys: json below
             raw = None
         if raw is not None and "\\u0000" in raw:
             raw = None
