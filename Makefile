@@ -34,4 +34,5 @@ bench: setup
 	$(BIN)/python benchmarks/push.py
 
 clean:
+	-test -x $(BIN)/python && $(BIN)/python -c "from cm_pipeline.warehouse.connection import stop_embedded; stop_embedded()"
 	rm -rf $(VENV) .cm_pipeline dbt_project/target dbt_project/logs

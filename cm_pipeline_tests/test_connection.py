@@ -66,14 +66,12 @@ def test_embedded_default_starts_a_real_postgres(tmp_path):
     """With no WAREHOUSE_URL, the project starts pgserver under its state folder and connects to it."""
     code = (
         "import sqlalchemy as sa\n"
-        "from cm_pipeline.warehouse.connection import resolve_url, embedded_server\n"
+        "from cm_pipeline.warehouse.connection import resolve_url, stop_embedded\n"
         "url = resolve_url()\n"
         "e = sa.create_engine(url)\n"
         "with e.connect() as c: print(c.execute(sa.text('select current_database()')).scalar())\n"
         "e.dispose()\n"
-        "server = embedded_server()\n"
-        "server.cleanup_mode = 'stop'  # the project leaves it running for other processes; the test stops it\n"
-        "server.cleanup()\n"
+        "assert stop_embedded()  # the project leaves it running for other processes; the test stops it\n"
     )
     env = {"CM_PIPELINE_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

@@ -84,6 +84,17 @@ def embedded_url(data_dir: Path | None = None) -> str:
     return server_url(server, EMBEDDED_DATABASE)
 
 
+def stop_embedded(data_dir: Path | None = None) -> bool:
+    """Stop the embedded Postgres if its data folder exists (it is left running for other processes)."""
+    data_dir = Path(data_dir or state_dir() / "pgdata")
+    if not (data_dir / "PG_VERSION").exists():
+        return False
+    server = embedded_server(data_dir)
+    server.cleanup_mode = "stop"
+    server.cleanup()
+    return True
+
+
 def resolve_url(url: str | None = None) -> str:
     """The warehouse URL: the one given, else `WAREHOUSE_URL`, else the embedded default."""
     url = url or os.environ.get("WAREHOUSE_URL")
