@@ -145,11 +145,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def _leave(self, status: int | None) -> None:
-        """Release this request's in-flight slot once (no-op outside an API request)."""
-        pending = getattr(self, "_pending_leave", False)
+        """Release this request's in-flight slot and log it, once, before any response byte leaves
+        (no-op outside an API request): a client that has its answer also finds it in the log."""
+        pending = getattr(self, "_pending_leave", None)
         if pending:
-            self._pending_leave = False
+            self._pending_leave = None
+            method, path, query = pending
             self.server.governor.leave(status)
+            self.server.record(method, path, query, status, self._fault_kind)
 
     def _drop(self) -> None:
         self._leave(None)
@@ -203,9 +206,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         route, uuid = self._route(method, path)
         route_key = route or f"{method} {path}"
         verdict = gov.enter(route_key)
-        self._pending_leave = True
+        self._pending_leave = (method, path, query)
+        self._fault_kind: str | None = None
         status: int | None = None
-        fault_kind: str | None = None
         try:
             if verdict == "over_capacity":
                 status = 503
@@ -230,20 +233,19 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return
             fault = gov.pick_fault(method)
             if fault is not None and fault[1] == "before":
-                fault_kind = fault[0]
-                status = self._fault(fault_kind)
+                self._fault_kind = fault[0]
+                status = self._fault(self._fault_kind)
                 return
             status, payload, ctype = self._handle(route, uuid, method, query, body)
             if fault is not None:
-                fault_kind = fault[0]
-                status = self._fault(fault_kind)
+                self._fault_kind = fault[0]
+                status = self._fault(self._fault_kind)
                 return
             self._send(status, payload, ctype)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            self._leave(status)
-            srv.record(method, path, query, status, fault_kind)
+            self._leave(status)  # when nothing was sent (e.g. the client went away)
 
     def _fault(self, kind: str) -> int | None:
         if kind == "drop":
