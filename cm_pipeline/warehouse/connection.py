@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -52,7 +53,16 @@ def embedded_server(data_dir: Path | None = None, cleanup_mode: str | None = Non
 
     data_dir = Path(data_dir or state_dir() / "pgdata")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_admin_tools_on_path()
     return pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
+
+
+def _ensure_admin_tools_on_path() -> None:
+    """As root, pgserver runs Postgres as its own user and creates it with `useradd`, which lives in
+    /usr/sbin: a minimal PATH (cron, CI, `env -i`) would make that first start fail."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("useradd") is None:
+        extra = [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if os.path.isdir(d)]
+        os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *extra]).strip(os.pathsep)
 
 
 def server_url(server, database: str) -> str:
