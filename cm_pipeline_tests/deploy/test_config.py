@@ -1,5 +1,5 @@
-"""The shipped deployment files: dagster.yaml loads into a Postgres-backed instance with a one-refresh
-queue, the Helm values agree with it, and no file under docker/ holds a credential."""
+"""The shipped deployment files: dagster.yaml loads into a Postgres-backed instance with a one-refresh,
+one-push queue, the Helm values render the same limits, and no file under docker/ holds a credential."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cm_pipeline_tests.deploy.stack import DAGSTER_YAML, DOCKER_DIR, require_tcp
 
 HELM_VALUES = DOCKER_DIR / "helm" / "values.yaml"
 REFRESH_JOB = "warehouse_refresh_job"
+PUSH_TAG_KEY = "cm_pipeline/push"
 STORAGE_VARS = (
     "DAGSTER_POSTGRES_HOST",
     "DAGSTER_POSTGRES_PORT",
@@ -30,8 +31,13 @@ def _dagster_yaml() -> dict:
     return yaml.safe_load(DAGSTER_YAML.read_text())
 
 
-def _refresh_limits(limits: list[dict]) -> dict[str, int]:
-    return {limit["key"]: limit["limit"] for limit in limits if "value" not in limit}
+def _helm_values() -> dict:
+    return yaml.safe_load(HELM_VALUES.read_text())
+
+
+def _key_limits(limits: list[dict]) -> dict[str, int]:
+    """Tag limits that cover every value of their key (no `value`), by key."""
+    return {limit["key"]: limit["limit"] for limit in limits if limit.get("value") is None}
 
 
 def test_dagster_yaml_reads_every_storage_setting_from_the_environment():
@@ -61,7 +67,7 @@ def test_the_refresh_job_carries_the_tag_the_queue_limits_to_one():
     from cm_pipeline.definitions import defs
 
     assert _dagster_yaml()["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    limits = _refresh_limits(_run_limits())
+    limits = _key_limits(_run_limits())
     job_tags = defs.resolve_job_def(REFRESH_JOB).tags
     limited = {key: limits[key] for key in job_tags if key in limits}
     assert limited, f"none of {REFRESH_JOB}'s tags {dict(job_tags)} is limited in dagster.yaml ({limits})"
@@ -86,9 +92,9 @@ def test_the_instance_loads_from_the_shipped_file_into_postgres(postgres, tmp_pa
             assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
             assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
             queue = instance.get_concurrency_config().run_queue_config
-            assert _refresh_limits(
-                [dict(limit) for limit in queue.tag_concurrency_limits]
-            ) == _refresh_limits(_run_limits())
+            assert _key_limits([dict(limit) for limit in queue.tag_concurrency_limits]) == _key_limits(
+                _run_limits()
+            )
             assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
             assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
             assert instance.get_runs() == []
@@ -138,8 +144,109 @@ def test_helm_values_run_the_user_code_image_on_k8s_with_external_postgres():
 
     coordinator = values["dagsterDaemon"]["runCoordinator"]
     assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
-    helm_limits = coordinator["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
-    assert _refresh_limits(helm_limits) == _refresh_limits(_run_limits())
+
+
+# The chart's values -> dagster.yaml keys of its `concurrency` block (helm/dagster/templates/helpers/
+# instance/_concurrency.tpl, chart 1.12.9 and later).
+HELM_POOL_KEYS = {
+    "defaultLimit": "default_limit",
+    "granularity": "granularity",
+    "opGranularityRunBuffer": "op_granularity_run_buffer",
+}
+HELM_RUN_KEYS = {"maxConcurrentRuns": "max_concurrent_runs", "tagConcurrencyLimits": "tag_concurrency_limits"}
+# queuedRunCoordinator settings the chart refuses to render beside `concurrency.runs`/`pools`.
+HELM_CONFLICTING_QUEUE_KEYS = ("maxConcurrentRuns", "tagConcurrencyLimits", "blockOpConcurrencyLimitedRuns")
+
+
+def _helm_concurrency(values: dict) -> dict:
+    """The `concurrency` block the chart renders into the instance's dagster.yaml from `values`."""
+    concurrency = values.get("concurrency") or {}
+    if not concurrency.get("enabled"):
+        return {}
+    out: dict = {}
+    for section, keys in (("pools", HELM_POOL_KEYS), ("runs", HELM_RUN_KEYS)):
+        given = concurrency.get(section) or {}
+        unknown = set(given) - set(keys)
+        assert not unknown, f"concurrency.{section} has keys the chart does not read: {sorted(unknown)}"
+        rendered = {keys[k]: v for k, v in given.items() if v not in (None, [])}
+        if rendered:
+            out[section] = rendered
+    return out
+
+
+def _sorted_limits(block: dict) -> dict:
+    """`block` with its tag limits in a stable order (the order of the list does not matter)."""
+    runs = dict(block.get("runs") or {})
+    if "tag_concurrency_limits" in runs:
+        runs["tag_concurrency_limits"] = sorted(
+            (dict(limit) for limit in runs["tag_concurrency_limits"]), key=lambda limit: limit["key"]
+        )
+    return {**block, "runs": runs}
+
+
+def test_helm_renders_the_same_pool_and_run_limits_as_dagster_yaml():
+    """Pools and run tag limits: what the chart renders from values.yaml is docker/dagster.yaml's block."""
+    values = _helm_values()
+    shipped = _dagster_yaml()
+    helm = _helm_concurrency(values)
+    assert helm, (
+        "docker/helm/values.yaml must set concurrency.enabled: true (else the chart renders no limits)"
+    )
+    assert helm["pools"] == shipped["concurrency"]["pools"]
+    assert _sorted_limits(helm) == _sorted_limits(shipped["concurrency"])
+
+    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    conflicting = [k for k in HELM_CONFLICTING_QUEUE_KEYS if queue.get(k) not in (None, [])]
+    assert conflicting == [], f"the chart refuses queuedRunCoordinator.{conflicting} beside `concurrency`"
+    assert queue["dequeueIntervalSeconds"] == shipped["run_coordinator"]["config"]["dequeue_interval_seconds"]
+
+
+def test_the_instance_the_helm_values_describe_loads_with_those_limits(tmp_path):
+    """Dagster accepts the run coordinator and concurrency block the chart renders, and enforces them."""
+    from dagster import DagsterInstance
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    values = _helm_values()
+    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    rendered = {
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"dequeue_interval_seconds": queue["dequeueIntervalSeconds"]},
+        },
+        "concurrency": _helm_concurrency(values),
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(rendered))
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        config = instance.get_concurrency_config()
+        limits = _key_limits([dict(limit) for limit in config.run_queue_config.tag_concurrency_limits])
+        assert limits == _key_limits(_run_limits())
+        assert (
+            config.run_queue_config.max_concurrent_runs
+            == (_dagster_yaml()["concurrency"]["runs"]["max_concurrent_runs"])
+        )
+        assert config.pool_config.default_pool_limit == 1
+
+
+def test_one_push_run_at_a_time_in_both_instances():
+    """dagster.yaml and the Helm values limit the push tag key to one run, across all of its values."""
+    assert _key_limits(_run_limits()).get(PUSH_TAG_KEY) == 1
+    helm_runs = _helm_concurrency(_helm_values())["runs"]
+    assert _key_limits(helm_runs["tag_concurrency_limits"]).get(PUSH_TAG_KEY) == 1
+
+
+def test_every_push_job_carries_the_push_tag_the_queue_limits_to_one():
+    """A run of any push job holds the one push slot: ChartMogul's request limit is per account."""
+    from cm_pipeline.ops.push import PUSH_JOBS
+
+    limit = _key_limits(_run_limits())[PUSH_TAG_KEY]
+    assert limit == 1
+    assert PUSH_JOBS
+    untagged = {job.name: dict(job.tags) for job in PUSH_JOBS if PUSH_TAG_KEY not in job.tags}
+    assert untagged == {}, f"push jobs without the {PUSH_TAG_KEY} tag the queue limits: {untagged}"
 
 
 def _docker_files() -> list:
