@@ -18,6 +18,9 @@ JOB_NAMES = {
     OP_CREATES: "create_customers_job",
 }
 OP_SUFFIX = {OP_UPDATES: "updates", OP_BY_EMAIL: "custom_attributes", OP_CREATES: "new_customers"}
+# On every push run: the deployment's QueuedRunCoordinator limits runs with this tag to one at a time,
+# since all pushes share the account's API limits (40 req/s, 20 connections).
+PUSH_RUN_TAGS = {"cm_pipeline/push": "chartmogul"}
 
 
 class PushConfig(dg.Config):
@@ -49,7 +52,11 @@ def build_push_job(op: str) -> dg.JobDefinition:
     ) -> dict:
         """Snapshot the outbound relation for this run."""
         relation = config.relation or relation_default
-        rows = load(warehouse.get_engine(), context.run_id, op, relation)
+        engine = warehouse.get_engine()
+        try:
+            rows = load(engine, context.run_id, op, relation)
+        finally:
+            engine.dispose()
         context.add_output_metadata(
             {"relation": relation, "dagster/row_count": rows, "dry_run": config.dry_run}
         )
@@ -63,7 +70,11 @@ def build_push_job(op: str) -> dg.JobDefinition:
     @dg.op(name=f"diff_{suffix}")
     def diff(context: dg.OpExecutionContext, loaded: dict, warehouse: WarehouseResource) -> dict:
         """Compare desired rows with the warehouse: unchanged, rejected or to apply."""
-        summary = pusher.diff(warehouse.get_engine(), context.run_id, op=op).as_dict()
+        engine = warehouse.get_engine()
+        try:
+            summary = pusher.diff(engine, context.run_id, op=op).as_dict()
+        finally:
+            engine.dispose()
         context.add_output_metadata(
             {
                 "to_apply": summary["pending"],
@@ -81,16 +92,20 @@ def build_push_job(op: str) -> dg.JobDefinition:
         chartmogul: ChartMogulResource,
     ) -> dict:
         """Apply the rows the diff left, through one rate-limited client."""
-        with chartmogul.get_client() as client:
-            summary = pusher.apply(
-                warehouse.get_engine(),
-                client,
-                context.run_id,
-                dry_run=planned["dry_run"],
-                max_workers=planned["max_workers"],
-                op=op,
-            ).as_dict()
-            stats = client.stats
+        engine = warehouse.get_engine()
+        try:
+            with chartmogul.get_client() as client:
+                summary = pusher.apply(
+                    engine,
+                    client,
+                    context.run_id,
+                    dry_run=planned["dry_run"],
+                    max_workers=planned["max_workers"],
+                    op=op,
+                ).as_dict()
+                stats = client.stats
+        finally:
+            engine.dispose()
         context.add_output_metadata(
             {
                 "applied": summary["applied"],
@@ -109,8 +124,11 @@ def build_push_job(op: str) -> dg.JobDefinition:
     def summarise(context: dg.OpExecutionContext, applied: dict, warehouse: WarehouseResource) -> dict:
         """Report this run's outcomes from push_log."""
         engine = warehouse.get_engine()
-        counts = outcome_counts(engine, context.run_id, op)
-        drop_plan(engine, context.run_id, op)
+        try:
+            counts = outcome_counts(engine, context.run_id, op)
+            drop_plan(engine, context.run_id, op)
+        finally:
+            engine.dispose()
         context.add_output_metadata(
             {
                 **counts,
@@ -127,6 +145,7 @@ def build_push_job(op: str) -> dg.JobDefinition:
     @dg.job(
         name=JOB_NAMES[op],
         description=f"Push {relation_default} to ChartMogul: load desired, diff, apply, summarise.",
+        run_tags=PUSH_RUN_TAGS,
     )
     def push_job():
         summarise(apply(diff(load_desired())))

@@ -17,6 +17,7 @@ from cm_pipeline.reverse_etl.merge import values_equal
 from cm_pipeline.reverse_etl.outcomes import (
     OP_BY_EMAIL,
     LogSink,
+    StatusTrail,
     StepSummary,
     classify,
     parse_each,
@@ -107,7 +108,7 @@ def diff(engine: Engine, run_id: str, op: str = OP_BY_EMAIL) -> StepSummary:
                 )
             )
         elif all(
-            a.key in c["custom_attributes"] and values_equal(c["custom_attributes"][a.key], a.value)
+            a.key in c["custom_attributes"] and values_equal(c["custom_attributes"][a.key], a.value, a.type)
             for a in attrs
             for c in customers
         ):
@@ -143,6 +144,7 @@ def apply(
         if dry_run:
             sink.write([LogEntry(op, email, "dry_run", fp, payload=payload, started_at=started)])
             return
+        trail.start()
         try:
             entries = client.add_custom_attributes(email, payload["custom"])
         except ValueError as err:  # refused by the client before sending
@@ -177,13 +179,13 @@ def apply(
                     "applied" if entries else "failed",
                     fp,
                     payload=payload,
-                    http_status=200,
+                    http_status=trail.last("POST"),
                     error=note,
                     started_at=started,
                 )
             ]
         )
 
-    with push_lock(engine, op):
+    with push_lock(engine, op), StatusTrail(client) as trail:
         run_pool(push, list(groups.values()), max_workers)
     return StepSummary(counts=sink.counts, calls=client.stats["requests"] - before)

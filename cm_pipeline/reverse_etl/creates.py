@@ -16,6 +16,7 @@ from cm_pipeline.chartmogul.errors import ChartMogulError
 from cm_pipeline.reverse_etl.outcomes import (
     OP_CREATES,
     LogSink,
+    StatusTrail,
     StepSummary,
     classify,
     parse_each,
@@ -42,6 +43,7 @@ DEFAULT_RELATION = "reverse_etl.chartmogul_new_customers"
 
 
 def _parse(rows: list[tuple[int, dict]], op: str) -> tuple[list[tuple[int, NewCustomer]], list[LogEntry]]:
+    """(rows to create, log entries): rejected rows, conflicting duplicates, and extra identical copies."""
     valid, rejected = parse_each(rows, op, parse_new_customer_row, "external_id", new_customer_fingerprint)
     per_id = Counter((n.data_source_uuid, n.external_id) for _, n in valid)
     kept: list[tuple[int, NewCustomer]] = []
@@ -68,6 +70,20 @@ def _parse(rows: list[tuple[int, dict]], op: str) -> tuple[list[tuple[int, NewCu
         elif ident not in seen:  # identical duplicates collapse to one create
             seen[ident] = new.fingerprint
             kept.append((seq, new))
+        else:  # ... and each extra copy is one logged skip
+            rejected.append(
+                LogEntry(
+                    op,
+                    new.external_id,
+                    "unchanged",
+                    new.fingerprint,
+                    payload=new.body,
+                    error=(
+                        f"skipped: duplicate of another row in this run (same external_id {new.external_id!r} "
+                        f"in data source {new.data_source_uuid!r}, same values); created at most once"
+                    ),
+                )
+            )
     return kept, rejected
 
 
@@ -126,6 +142,7 @@ def apply(
         def log(outcome: str, **kw) -> None:
             sink.write([LogEntry(op, new.external_id, outcome, new.fingerprint, started_at=started, **kw)])
 
+        trail.start()
         try:
             if dry_run:
                 found = client.find_customers(
@@ -134,7 +151,7 @@ def apply(
                 if found:
                     log(
                         "unchanged",
-                        http_status=200,
+                        http_status=trail.last("GET"),
                         error=f"exists already as customer {found[0].get('uuid')} (ChartMogul)",
                     )
                 else:
@@ -149,15 +166,15 @@ def apply(
             return
         write_back_customer(engine, result.customer)
         if result.created:
-            log("applied", payload=new.body, http_status=201)
-        else:
+            log("applied", payload=new.body, http_status=trail.last("POST"))
+        else:  # the POST answered "external_id already exists" (its status is kept), then a lookup found it
             log(
                 "unchanged",
                 payload=new.body,
-                http_status=422,
+                http_status=trail.last("POST"),
                 error=f"exists already as customer {result.customer.get('uuid')} (ChartMogul answered duplicate)",
             )
 
-    with push_lock(engine, op):
+    with push_lock(engine, op), StatusTrail(client) as trail:
         run_pool(create, valid, max_workers)
     return StepSummary(counts=sink.counts, calls=client.stats["requests"] - before)

@@ -25,6 +25,7 @@ class Changes:
     set_custom: Mapping[str, Any] = field(default_factory=dict)
     remove_custom: tuple[str, ...] = ()
     types: Mapping[str, str] = field(default_factory=dict)  # declared or inferred type per set key
+    declared: Mapping[str, str] = field(default_factory=dict)  # only the types the row declared
 
 
 def merge_tags(current: Iterable[str] | None, add: Iterable[str], remove: Iterable[str]) -> list[str]:
@@ -87,11 +88,13 @@ def _as_bool(value: Any) -> bool | None:
     return None
 
 
-def values_equal(a: Any, b: Any) -> bool:
+def values_equal(a: Any, b: Any, type_name: str | None = None) -> bool:
     """Equality of two attribute values as ChartMogul would store them.
 
-    25 == 25.0 == "25"; true == "true" == "t"; timestamps compare as instants, whatever their zone
-    or precision; everything else compares exactly.
+    25 == 25.0 == "25"; true == "true" == "t". Two strings compare as instants (whatever their zone
+    or precision) only when the attribute's type is Timestamp, or both sides are datetimes: a String
+    attribute going from "2024-01-01" to "2024-01-01T00:00:00Z" is a change. Anything else compares
+    exactly.
     """
     if a is None or b is None:
         return a is None and b is None
@@ -104,6 +107,9 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, (str, datetime)) and isinstance(b, (str, datetime)):
         if a == b:
             return True
+        both_typed = isinstance(a, datetime) and isinstance(b, datetime)
+        if type_name != "Timestamp" and not both_typed:
+            return False
         left = a if isinstance(a, datetime) else parse_timestamp(a)
         right = b if isinstance(b, datetime) else parse_timestamp(b)
         return left is not None and right is not None and left == right
@@ -115,10 +121,12 @@ def tags_equal(a: Iterable[str] | None, b: Iterable[str] | None) -> bool:
     return set(a or []) == set(b or [])
 
 
-def custom_equal(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    """Same keys, and every value equal by `values_equal`."""
-    a, b = a or {}, b or {}
-    return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+def custom_equal(
+    a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, types: Mapping[str, str] | None = None
+) -> bool:
+    """Same keys, and every value equal by `values_equal` under its type in `types` (if any)."""
+    a, b, types = a or {}, b or {}, types or {}
+    return a.keys() == b.keys() and all(values_equal(a[k], b[k], types.get(k)) for k in a)
 
 
 def state_equal(
@@ -126,15 +134,30 @@ def state_equal(
     custom_a: Mapping[str, Any] | None,
     tags_b: Iterable[str] | None,
     custom_b: Mapping[str, Any] | None,
+    types: Mapping[str, str] | None = None,
 ) -> bool:
-    """Whether two (tags, custom attributes) states are the same for ChartMogul."""
-    return tags_equal(tags_a, tags_b) and custom_equal(custom_a, custom_b)
+    """Whether two (tags, custom attributes) states are the same for ChartMogul (`types`: key to type)."""
+    return tags_equal(tags_a, tags_b) and custom_equal(custom_a, custom_b, types)
 
 
 def needs_change(tags: Iterable[str] | None, custom: Mapping[str, Any] | None, changes: Changes) -> bool:
-    """Whether applying `changes` to this state would change it."""
+    """Whether applying `changes` to this state would change it (timestamps as instants if declared)."""
     want_tags, want_custom = merge_state(tags, custom, changes)
-    return not state_equal(tags, custom, want_tags, want_custom)
+    return not state_equal(tags, custom, want_tags, want_custom, changes.declared)
+
+
+def stored_types(changes: Changes, sent: Mapping[str, Any]) -> dict[str, str]:
+    """Types to check a PATCH answer with: the declared ones, plus Timestamp for an undeclared key
+    whose sent value is a timestamp string.
+
+    A String attribute is stored verbatim, so an answer holding the same instant in another form
+    proves the account's key is a Timestamp that ChartMogul normalised: that is not a failed write.
+    """
+    out = dict(changes.declared)
+    for key in changes.set_custom:
+        if key not in out and isinstance(sent.get(key), str) and parse_timestamp(sent[key]) is not None:
+            out[key] = "Timestamp"
+    return out
 
 
 def new_keys(changes: Changes, known_keys: Iterable[str]) -> list[str]:

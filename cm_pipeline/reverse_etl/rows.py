@@ -184,6 +184,7 @@ def parse_update_row(row: Mapping[str, Any]) -> UpdateRequest:
         set_custom=set_custom,
         remove_custom=tuple(removals),
         types=types,
+        declared={k: types[k] for k in set_custom if declared.get(k) is not None},
     )
     return UpdateRequest(customer_uuid=uuid.strip(), changes=changes, fingerprint=update_fingerprint(row))
 

@@ -5,6 +5,17 @@ rejected with their reasons; the rest are left to apply.
 apply: for each remaining row, GET the live customer, merge onto it, skip if it already matches,
 create keys the account lacks through the add-by-email POST (only for a unique email), PATCH the
 whole merged tags + custom, and write the response back to chartmogul.customers.
+
+Nothing is merged onto an answer that is not a well-formed customer (see live.py): such a row is
+recorded 'failed' with no PATCH, so an empty or partial body can never wipe tags or attributes.
+
+KNOWN RISK, new keys: the add-by-email POST writes the key to EVERY customer with that email, and
+the email is checked to be unique only in the warehouse. A customer created in ChartMogul since the
+last extraction (or one the warehouse misses) with the same email also gets the key and value. The
+POST's answer lists every customer it touched: when it names more than this one, the row is recorded
+'failed' with the uuids in its error (the values on the others are not undone), and written back.
+Rows needing a key the warehouse says the account lacks are checked against the warehouse email
+count in the diff, before any call.
 """
 
 from __future__ import annotations
@@ -16,13 +27,24 @@ from datetime import datetime, timezone
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.errors import ChartMogulError, NotFoundError
+from cm_pipeline.reverse_etl.live import MalformedCustomer, live_state
 from cm_pipeline.reverse_etl.merge import (
     attribute_entries,
     merge_state,
     needs_change,
     state_equal,
+    stored_types,
 )
-from cm_pipeline.reverse_etl.outcomes import OP_UPDATES, LogSink, StepSummary, classify, push_lock, run_pool
+from cm_pipeline.reverse_etl.outcomes import (
+    OP_UPDATES,
+    FatalPushError,
+    LogSink,
+    StatusTrail,
+    StepSummary,
+    classify,
+    push_lock,
+    run_pool,
+)
 from cm_pipeline.reverse_etl.push_log import (
     LogEntry,
     api_rejections,
@@ -44,6 +66,15 @@ DEFAULT_RELATION = "reverse_etl.chartmogul_customer_updates"
 def _target(row: dict) -> str:
     value = row.get("customer_uuid")
     return value if isinstance(value, str) and value else f"<row without customer_uuid: {value!r}>"
+
+
+def shared_email_reason(missing: list[str], email: str | None, count: int, where: str) -> str:
+    """Why a row needing new keys is rejected when its email is not exactly one customer's."""
+    return (
+        f"new custom attribute key(s) {', '.join(missing)} must be created with the add-by-email POST, "
+        f"but email {email!r} belongs to {count} customers in the warehouse (needs exactly 1; {where}); "
+        "create the key in ChartMogul first or make the email unique"
+    )
 
 
 def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
@@ -68,6 +99,9 @@ def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
             entries.append(LogEntry(op, _target(row), "rejected", fp, payload=row, error=str(exc)))
     state = customers_state(engine, [req.customer_uuid for _, req in parsed])
     remembered = api_rejections(engine, op)
+    known = known_attribute_keys(engine)
+    emails = {s["email"] for s in state.values() if s.get("email")}
+    per_email = email_counts(engine, sorted(emails))
     to_apply: list[int] = []
     for seq, req in parsed:
         current = state.get(req.customer_uuid)
@@ -96,6 +130,23 @@ def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
             )
         elif not needs_change(current["tags"], current["custom_attributes"], req.changes):
             entries.append(LogEntry(op, req.customer_uuid, "unchanged", req.fingerprint))
+        elif (
+            missing := sorted(
+                k for k in req.changes.set_custom if k not in known and k not in current["custom_attributes"]
+            )
+        ) and per_email.get((current.get("email") or "").lower(), 0) != 1:
+            # Would need the add-by-email POST, which the warehouse already says cannot be made: no GET.
+            email = current.get("email") or None
+            count = per_email.get(email.lower(), 0) if email else 0
+            entries.append(
+                LogEntry(
+                    op,
+                    req.customer_uuid,
+                    "rejected",
+                    req.fingerprint,
+                    error=shared_email_reason(missing, email, count, "checked before any call"),
+                )
+            )
         else:
             to_apply.append(seq)
     record(engine, run_id, entries)
@@ -108,8 +159,11 @@ def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
 class _Applier:
     """Applies one row at a time; shared by the worker threads of one apply step."""
 
-    def __init__(self, engine: Engine, client, sink: LogSink, op: str, dry_run: bool) -> None:
+    def __init__(
+        self, engine: Engine, client, sink: LogSink, op: str, dry_run: bool, trail: StatusTrail
+    ) -> None:
         self.engine, self.client, self.sink, self.op, self.dry_run = engine, client, sink, op, dry_run
+        self.trail = trail
         self.known_keys = known_attribute_keys(engine)
         self._lock = threading.Lock()
 
@@ -120,24 +174,43 @@ class _Applier:
         started = datetime.now(timezone.utc)
         try:
             self.sink.write(self._apply(req, started))
+        except FatalPushError:
+            raise
         except Exception as exc:  # one bad row never sinks the others: record it and go on
-            from cm_pipeline.reverse_etl.outcomes import FatalPushError
-
-            if isinstance(exc, FatalPushError):
-                raise
             self.sink.write([self.entry(req, "failed", started, error=f"{type(exc).__name__}: {exc}")])
+
+    def _call(self, method: str, fn, *args):
+        """(answer, the HTTP status the API answered) of one client call made in this thread."""
+        self.trail.start()
+        return fn(*args), self.trail.last(method)
+
+    def _malformed(
+        self, req, started, err: MalformedCustomer, status, note: str, payload=None, done=()
+    ) -> list[LogEntry]:
+        """A 'failed' entry for an answer that is not a well-formed customer (nothing merged onto it)."""
+        return [
+            *done,
+            self.entry(
+                req,
+                "failed",
+                started,
+                payload=payload,
+                http_status=status,
+                error=f"{err}; {note}; the row is tried again on the next run",
+            ),
+        ]
 
     def _apply(self, req: UpdateRequest, started: datetime) -> list[LogEntry]:
         uuid, changes = req.customer_uuid, req.changes
         try:
-            live = self.client.retrieve_customer(uuid)
+            live, status = self._call("GET", self.client.retrieve_customer, uuid)
         except NotFoundError as err:
             return [
                 self.entry(
                     req,
                     "rejected",
                     started,
-                    http_status=404,
+                    http_status=err.status,
                     error=f"customer {uuid} not found in ChartMogul: {err}",
                 )
             ]
@@ -145,13 +218,15 @@ class _Applier:
             return [
                 self.entry(req, classify(err), started, http_status=err.status, error=f"GET failed: {err}")
             ]
-        attrs = live.get("attributes") or {}
-        live_tags, live_custom = attrs.get("tags") or [], attrs.get("custom") or {}
+        try:
+            live_tags, live_custom = live_state(live, uuid, f"GET /customers/{uuid}")
+        except MalformedCustomer as err:
+            return self._malformed(req, started, err, status, "nothing was merged or sent")
         tags, custom = merge_state(live_tags, live_custom, changes)
-        if state_equal(live_tags, live_custom, tags, custom):
+        if state_equal(live_tags, live_custom, tags, custom, changes.declared):
             if not self.dry_run:
                 write_back_customer(self.engine, live)  # the warehouse was stale; ChartMogul already matches
-            return [self.entry(req, "unchanged", started, http_status=200, error=None)]
+            return [self.entry(req, "unchanged", started, http_status=status, error=None)]
         out: list[LogEntry] = []
         with self._lock:
             missing = [
@@ -166,11 +241,7 @@ class _Applier:
                         req,
                         "rejected",
                         started,
-                        error=(
-                            f"new custom attribute key(s) {', '.join(missing)} must be created with the add-by-email "
-                            f"POST, but email {email!r} belongs to {count} customers in the warehouse (needs exactly 1); "
-                            "create the key in ChartMogul first or make the email unique"
-                        ),
+                        error=shared_email_reason(missing, email, count, "the live customer's email"),
                     )
                 ]
             post = {"email": email, "custom": attribute_entries(changes, missing)}
@@ -178,7 +249,9 @@ class _Applier:
                 out.append(self.entry(req, "dry_run", started, payload=post))
             else:
                 try:
-                    entries = self.client.add_custom_attributes(email, post["custom"])
+                    entries, status = self._call(
+                        "POST", self.client.add_custom_attributes, email, post["custom"]
+                    )
                 except ChartMogulError as err:
                     return [
                         self.entry(
@@ -190,9 +263,21 @@ class _Applier:
                             error=f"add-by-email POST failed: {err}",
                         )
                     ]
+                try:
+                    states = [
+                        (
+                            e.get("uuid") if isinstance(e, dict) else None,
+                            live_state(e, None, f"add-by-email POST entry {i}"),
+                        )
+                        for i, e in enumerate(entries)
+                    ]
+                except MalformedCustomer as err:
+                    return self._malformed(
+                        req, started, err, status, "the POST was made; no PATCH was sent", payload=post
+                    )
                 for got in entries:
                     write_back_attributes(self.engine, got)
-                others = [e.get("uuid") for e in entries if e.get("uuid") != uuid]
+                others = [u for u, _ in states if u != uuid]
                 if others or not entries:
                     return [
                         self.entry(
@@ -200,27 +285,29 @@ class _Applier:
                             "failed",
                             started,
                             payload=post,
-                            http_status=200,
+                            http_status=status,
                             error=(
-                                f"email {email!r} matched {len(entries)} customers in ChartMogul ({', '.join(map(str, others))} "
-                                f"besides {uuid}); the keys were added to each; row left for the next run"
+                                f"email {email!r} matched {len(entries)} customers in ChartMogul "
+                                f"({', '.join(map(str, others)) or 'none'} besides {uuid}), although the "
+                                "warehouse had it on exactly 1 (the uniqueness of an email is checked only in "
+                                "the warehouse: a known risk); the key(s) were added to each customer the POST "
+                                "named and are not undone; row left for the next run"
                             ),
                         )
                     ]
-                out.append(self.entry(req, "applied", started, payload=post, http_status=200))
+                out.append(self.entry(req, "applied", started, payload=post, http_status=status))
                 with self._lock:
                     self.known_keys.update(missing)
-                attrs = entries[0].get("attributes") or {}
-                live_tags, live_custom = attrs.get("tags") or [], attrs.get("custom") or {}
+                live_tags, live_custom = states[0][1]
                 tags, custom = merge_state(live_tags, live_custom, changes)
-                if state_equal(live_tags, live_custom, tags, custom):
+                if state_equal(live_tags, live_custom, tags, custom, changes.declared):
                     return out
                 started = datetime.now(timezone.utc)
         body = {"attributes": {"tags": tags, "custom": custom}}
         if self.dry_run:
             return [*out, self.entry(req, "dry_run", started, payload=body)]
         try:
-            response = self.client.update_customer(uuid, body)
+            response, status = self._call("PATCH", self.client.update_customer, uuid, body)
         except ChartMogulError as err:
             return [
                 *out,
@@ -233,9 +320,14 @@ class _Applier:
                     error=f"PATCH failed: {err}",
                 ),
             ]
+        try:
+            got_tags, got_custom = live_state(response, uuid, f"PATCH /customers/{uuid} answer")
+        except MalformedCustomer as err:
+            return self._malformed(
+                req, started, err, status, "the PATCH was sent; its answer was not written back", body, out
+            )
         write_back_customer(self.engine, response)
-        got = response.get("attributes") or {}
-        if not state_equal(got.get("tags") or [], got.get("custom") or {}, tags, custom):
+        if not state_equal(got_tags, got_custom, tags, custom, stored_types(changes, custom)):
             return [
                 *out,
                 self.entry(
@@ -243,11 +335,11 @@ class _Applier:
                     "failed",
                     started,
                     payload=body,
-                    http_status=200,
+                    http_status=status,
                     error="PATCH answered, but the customer's tags/custom attributes differ from what was sent",
                 ),
             ]
-        return [*out, self.entry(req, "applied", started, payload=body, http_status=200)]
+        return [*out, self.entry(req, "applied", started, payload=body, http_status=status)]
 
 
 def apply(
@@ -273,6 +365,7 @@ def apply(
         ]
         sink.write(LogEntry(op, r.customer_uuid, "unchanged", r.fingerprint) for r in settled)
         settled_ids = {id(r) for r in settled}
-        applier = _Applier(engine, client, sink, op, dry_run)
-        run_pool(applier, [r for r in reqs if id(r) not in settled_ids], max_workers)
+        with StatusTrail(client) as trail:
+            applier = _Applier(engine, client, sink, op, dry_run, trail)
+            run_pool(applier, [r for r in reqs if id(r) not in settled_ids], max_workers)
     return StepSummary(counts=sink.counts, calls=client.stats["requests"] - before)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cm_pipeline.reverse_etl.live import MalformedCustomer, live_state
 from cm_pipeline.reverse_etl.merge import (
     Changes,
     attribute_entries,
@@ -14,6 +15,7 @@ from cm_pipeline.reverse_etl.merge import (
     needs_change,
     new_keys,
     state_equal,
+    stored_types,
     values_equal,
 )
 from cm_pipeline.reverse_etl.rows import (
@@ -43,12 +45,77 @@ def test_equality_ignores_tag_order_and_compares_typed_values():
     assert state_equal(["a", "b"], {"n": 25}, ["b", "a"], {"n": 25.0})
     assert not state_equal(["a"], {}, ["a", "b"], {})
     assert values_equal(True, "true") and values_equal("t", True) and not values_equal(True, False)
-    assert values_equal("2024-05-01T00:00:00Z", "2024-05-01T02:00:00+02:00")
-    assert values_equal("2024-05-01T00:00:00.000Z", datetime(2024, 5, 1, tzinfo=timezone.utc))
+    assert values_equal("2024-05-01T00:00:00Z", "2024-05-01T02:00:00+02:00", "Timestamp")
+    assert values_equal("2024-05-01T00:00:00.000Z", datetime(2024, 5, 1, tzinfo=timezone.utc), "Timestamp")
+    assert values_equal(
+        datetime(2024, 5, 1, tzinfo=timezone.utc),
+        datetime(2024, 5, 1, 2, tzinfo=timezone(timedelta(hours=2))),
+    )
     assert values_equal(12, "12") and not values_equal(12, "12a")
     assert not values_equal("Facebook", "facebook")
     assert not values_equal(0, None) and values_equal(None, None)
     assert not custom_equal({"a": 1}, {"a": 1, "b": 2})
+
+
+def test_date_like_strings_are_instants_only_for_timestamp_attributes():
+    # A String attribute changing form is a change; the same pair under Timestamp is one instant.
+    assert not values_equal("2024-01-01", "2024-01-01T00:00:00Z")
+    assert not values_equal("2024-01-01", "2024-01-01T00:00:00Z", "String")
+    assert values_equal("2024-01-01", "2024-01-01T00:00:00Z", "Timestamp")
+    assert not values_equal("2024-01-01", "2024-01-02T00:00:00Z", "Timestamp")
+    assert values_equal("2024-01-01", "2024-01-01", "String")
+    assert not custom_equal({"d": "2024-01-01"}, {"d": "2024-01-01T00:00:00Z"})
+    assert custom_equal({"d": "2024-01-01"}, {"d": "2024-01-01T00:00:00Z"}, {"d": "Timestamp"})
+    # row level: an undeclared date-like value is compared exactly, a declared Timestamp as an instant
+    undeclared = parse_update_row({"customer_uuid": "c", "custom_attributes": {"d": "2024-01-01T00:00:00Z"}})
+    assert undeclared.changes.declared == {} and undeclared.changes.types == {"d": "Timestamp"}
+    assert needs_change([], {"d": "2024-01-01"}, undeclared.changes)
+    declared = parse_update_row(
+        {
+            "customer_uuid": "c",
+            "custom_attributes": {"d": "2024-01-01T00:00:00Z"},
+            "attribute_types": {"d": "timestamp"},
+        }
+    )
+    assert declared.changes.declared == {"d": "Timestamp"}
+    assert not needs_change([], {"d": "2024-01-01 00:00:00"}, declared.changes)
+    # a PATCH answer normalising an undeclared timestamp string is the same instant, not a failed write
+    assert stored_types(undeclared.changes, {"d": "2024-01-01T00:00:00Z"}) == {"d": "Timestamp"}
+    assert stored_types(undeclared.changes, {"d": "soon"}) == {}
+
+
+WELL_FORMED = {"uuid": "cus_1", "email": "a@x.example", "attributes": {"tags": ["a"], "custom": {"k": 1}}}
+
+
+def test_live_state_accepts_a_well_formed_customer():
+    assert live_state(WELL_FORMED, "cus_1", "GET") == (["a"], {"k": 1})
+    assert live_state(WELL_FORMED, None, "entry") == (["a"], {"k": 1})
+    empty = {"uuid": "cus_1", "attributes": {"tags": [], "custom": {}, "stripe": {}}}
+    assert live_state(empty, "cus_1", "GET") == ([], {})  # really no tags: that is an answer too
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        ({}, "empty"),
+        (None, "NoneType, not a customer"),
+        ([WELL_FORMED], "list, not a customer"),
+        ({"attributes": {"tags": [], "custom": {}}}, "no customer uuid"),
+        ({**WELL_FORMED, "uuid": "cus_2"}, "for customer cus_2, not cus_1"),
+        ({"uuid": "cus_1"}, "attributes is None"),
+        ({"uuid": "cus_1", "attributes": []}, "attributes is []"),
+        ({"uuid": "cus_1", "attributes": {"custom": {}}}, "attributes.tags is None"),
+        ({"uuid": "cus_1", "attributes": {"tags": "a", "custom": {}}}, "attributes.tags is 'a'"),
+        ({"uuid": "cus_1", "attributes": {"tags": [1], "custom": {}}}, "attributes.tags is [1]"),
+        ({"uuid": "cus_1", "attributes": {"tags": []}}, "attributes.custom is None"),
+        ({"uuid": "cus_1", "attributes": {"tags": [], "custom": None}}, "attributes.custom is None"),
+        ({"uuid": "cus_1", "attributes": {"tags": [], "custom": []}}, "attributes.custom is []"),
+    ],
+)
+def test_live_state_refuses_what_is_not_a_customer(answer, fragment):
+    with pytest.raises(MalformedCustomer) as caught:
+        live_state(answer, "cus_1", "GET /customers/cus_1")
+    assert fragment in str(caught.value) and "GET /customers/cus_1" in str(caught.value)
 
 
 def test_needs_change_and_new_keys():
