@@ -17,7 +17,11 @@ DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"
 class ChartMogulResource(dg.ConfigurableResource):
     """ChartMogul API access: key, base URL and the client-side limits every call goes through."""
 
-    api_key: str = Field(description="ChartMogul API key (from CHARTMOGUL_API_KEY). Never logged.")
+    # repr=False keeps the key out of repr()/str() of the resource, both as constructed and once
+    # Dagster has resolved EnvVar("CHARTMOGUL_API_KEY") into the key itself.
+    api_key: str = Field(
+        repr=False, description="ChartMogul API key (from CHARTMOGUL_API_KEY). Never logged."
+    )
     base_url: str | None = Field(
         default=None,
         description="API base URL; when unset, CHARTMOGUL_BASE_URL, else https://api.chartmogul.com/v1.",
@@ -26,7 +30,10 @@ class ChartMogulResource(dg.ConfigurableResource):
     max_connections: int = Field(default=10, description="Concurrent requests cap (the API allows 20).")
     connect_timeout: float = Field(default=5.0, description="Seconds to wait for a TCP connection.")
     read_timeout: float = Field(default=60.0, description="Seconds to wait for a response.")
-    max_retry_seconds: float = Field(default=300.0, description="Total time one call may spend retrying.")
+    max_retry_seconds: float = Field(
+        default=300.0,
+        description="Time budget of one call once it retries: no retry starts or runs past it.",
+    )
 
     def resolved_base_url(self) -> str:
         return (self.base_url or os.environ.get("CHARTMOGUL_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
