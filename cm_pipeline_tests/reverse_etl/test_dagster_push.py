@@ -8,6 +8,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from cm_pipeline.ops.push import (
+    PUSH_JOBS,
     create_customers_job,
     load_op_name,
     push_custom_attributes_job,
@@ -68,6 +69,9 @@ def test_push_customer_updates_job_runs_its_four_ops(sandbox, ctl, client, wh, f
         instance=instance,
     )
     assert result.success
+    assert (
+        instance.get_run_by_id(result.run_id).tags["cm_pipeline/push"] == "chartmogul"
+    )  # one push at a time
     summary = result.output_for_node("summarise_updates")
     assert summary["applied"] == 1 and summary["unchanged"] == 1 and summary["rejected"] == 1
     assert summary["calls"] == 2  # one GET and one PATCH; the unchanged row made none
@@ -85,6 +89,17 @@ def test_push_customer_updates_job_runs_its_four_ops(sandbox, ctl, client, wh, f
     blob = "\n".join(dg.serialize_value(e) for e in events)
     assert TEST_API_KEY not in blob
     assert all(TEST_API_KEY not in json.dumps(r, default=str) for r in log_rows(wh))
+
+
+def test_every_push_job_tags_its_runs_for_the_one_push_at_a_time_limit():
+    # docker/dagster.yaml's QueuedRunCoordinator limits runs tagged cm_pipeline/push to one.
+    assert {j.name for j in PUSH_JOBS} == {
+        "push_customer_updates_job",
+        "push_custom_attributes_job",
+        "create_customers_job",
+    }
+    for job in PUSH_JOBS:
+        assert job.run_tags.get("cm_pipeline/push") == "chartmogul", job.name
 
 
 def test_dry_run_job_and_bad_relation_name(sandbox, ctl, client, wh, fresh_db):

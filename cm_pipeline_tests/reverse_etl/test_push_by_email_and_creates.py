@@ -112,6 +112,8 @@ def test_creates_are_idempotent(ctl, client, wh):
     assert len(by_ext["ext_known"]) == 1 and by_ext["ext_known"][0]["uuid"] == existing["uuid"]
     assert len(by_ext["ext_new1"]) == 1 and by_ext["ext_new1"][0]["attributes"]["custom"]["age"] == 18
     assert by_ext["ext_new2"][0]["company"] == "ACME"
+    statuses = {r["target"]: r["http_status"] for r in log_rows(wh, "run-1")}
+    assert statuses["ext_new1"] == statuses["ext_new2"] == 201  # what the sandbox answered the POSTs
 
     ctl.reset_stats()
     again = push(wh, client, "run-2", OP_CREATES)
@@ -138,8 +140,20 @@ def test_create_retried_after_lost_response_is_not_duplicated(sandbox, ctl, wh):
     assert result["failed"] == 0 and result["applied"] + result["unchanged"] == 12
     externals = [c["external_id"] for c in ctl.customers()]
     assert sorted(externals) == sorted(f"ext_{i}" for i in range(12))  # one customer each, never two
-    notes = [r["error"] for r in log_rows(wh, "run-1") if r["outcome"] == "unchanged"]
-    assert notes and all("ChartMogul answered duplicate" in n for n in notes)
+    unchanged = [r for r in log_rows(wh, "run-1") if r["outcome"] == "unchanged"]
+    assert unchanged and all("ChartMogul answered duplicate" in r["error"] for r in unchanged)
+    assert {r["http_status"] for r in unchanged} == {422}  # the status of the POST that met the duplicate
+
+
+def test_identical_duplicate_create_rows_make_one_create_and_one_skip_row_each(ctl, client, wh):
+    make_relation(wh, NEW, NEW_CUSTOMERS_DDL, [_lead("ext_twice"), _lead("ext_twice"), _lead("ext_twice")])
+    ctl.reset_stats()
+    result = push(wh, client, "run-1", OP_CREATES)
+    assert result["applied"] == 1 and result["unchanged"] == 2
+    assert ctl.stats()["by_route"] == {"POST /v1/customers": 1}
+    skips = [r for r in log_rows(wh, "run-1") if r["outcome"] == "unchanged"]
+    assert len(skips) == 2 and all("duplicate of another row in this run" in r["error"] for r in skips)
+    assert [c["external_id"] for c in ctl.customers()] == ["ext_twice"]
 
 
 def test_create_dry_run_calls_no_writes(ctl, client, wh):

@@ -163,7 +163,9 @@ def test_new_key_on_shared_email_is_rejected(ctl, client, wh):
     )
     ctl.reset_stats()
     result = push(wh, client, "run-1", OP_UPDATES)
-    assert result["rejected"] == 1 and writes_at_sandbox(ctl) == 0
+    assert (
+        result["rejected"] == 1 and ctl.stats()["requests"] == 0
+    )  # decided from the warehouse: not even a GET
     (row,) = log_rows(wh, "run-1")
     assert (
         "brand_new" in row["error"] and "shared@example.com" in row["error"] and "2 customers" in row["error"]
@@ -294,6 +296,17 @@ def test_faults_and_rate_limit_every_update_applied_exactly_once(sandbox, ctl, c
     assert result["applied"] == 30 and result["failed"] == 0 and result["rejected"] == 0
     applied = [r["target"] for r in log_rows(wh, "run-1") if r["outcome"] == "applied"]
     assert sorted(applied) == sorted(c["uuid"] for c in customers)  # exactly one 'applied' per row
+    # At the sandbox: each customer's PATCH was applied once. A PATCH may be received twice only
+    # when its first answer was lost after it was applied ("after" faults) and the client resent it.
+    patches: dict[str, list[dict]] = {}
+    for req in ctl.requests():
+        if req["method"] == "PATCH":
+            patches.setdefault(req["path"].rsplit("/", 1)[-1], []).append(req)
+    assert set(patches) == {c["uuid"] for c in customers}
+    for uuid, received in patches.items():
+        answered = [r for r in received if r["fault"] is None and r["status"] == 200]
+        assert len(answered) == 1, (uuid, received)  # one PATCH answered: no second write was needed
+        assert all(r["fault"] is not None or r["status"] == 429 for r in received if r not in answered)
     for i, c in enumerate(customers):
         attrs = ctl.customer(c["uuid"])["attributes"]
         assert sorted(attrs["tags"]) == sorted(["a", "b", f"t{i}"]) and attrs["custom"]["CAC"] == i
@@ -319,3 +332,141 @@ def test_api_key_never_stored(ctl, client, wh):
         plan = conn.execute(sa.text("SELECT count(*) FROM chartmogul.push_plan")).scalar()
     assert text and TEST_API_KEY not in text
     assert plan == 0  # the run's plan is dropped when it ends
+
+
+def test_malformed_get_answer_is_failed_and_nothing_is_patched(ctl, client, wh):
+    a, b = seed(ctl, 2)
+    sync_warehouse(wh, client)
+    # The sandbox now answers GET with `custom: null` for a, and `tags: null` for b.
+    ctl.modify_customer(a["uuid"], custom=None)
+    ctl.modify_customer(b["uuid"], tags=None)
+    make_relation(
+        wh,
+        REL,
+        UPDATES_DDL,
+        [
+            {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
+            {"customer_uuid": b["uuid"], "custom_attributes": {"CAC": 30}},
+        ],
+    )
+    ctl.reset_stats()
+    result = push(wh, client, "run-1", OP_UPDATES)
+    assert result["failed"] == 2 and result["applied"] == 0
+    assert writes_at_sandbox(ctl) == 0  # no PATCH: nothing can have been wiped
+    errors = {r["target"]: r for r in log_rows(wh, "run-1")}
+    assert "attributes.custom is None" in errors[a["uuid"]]["error"]
+    assert "attributes.tags is None" in errors[b["uuid"]]["error"]
+    assert {r["http_status"] for r in errors.values()} == {200}  # what the GET answered
+    assert sorted(wh_customer(wh, a["uuid"])["tags"]) == ["a", "b"]  # not overwritten from the bad answer
+
+    # Once the API answers a real customer again, the failed rows are retried and merged safely.
+    ctl.modify_customer(a["uuid"], custom={"channel": "Facebook"})
+    ctl.modify_customer(b["uuid"], tags=["a"])
+    again = push(wh, client, "run-2", OP_UPDATES)
+    assert again["applied"] == 2
+    assert ctl.customer(a["uuid"])["attributes"]["custom"] == {"channel": "Facebook"}
+    assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b", "vip"]
+    assert ctl.customer(b["uuid"])["attributes"]["tags"] == ["a"]
+
+
+def test_applied_rows_record_the_status_the_api_answered(ctl, client, wh):
+    (a,) = seed(ctl, 1)
+    sync_warehouse(wh, client)
+    make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
+    push(wh, client, "run-1", OP_UPDATES)
+    (row,) = log_rows(wh, "run-1")
+    assert row["outcome"] == "applied" and row["http_status"] == 200
+    statuses = [r["status"] for r in ctl.requests() if r["method"] == "PATCH"]
+    assert statuses == [row["http_status"]]
+
+
+def test_failed_row_is_retried_and_applied_on_the_next_run(sandbox, ctl, client, wh):
+    a, b = seed(ctl, 2)
+    sync_warehouse(wh, client)
+    make_relation(
+        wh,
+        REL,
+        UPDATES_DDL,
+        [
+            {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
+            {"customer_uuid": b["uuid"], "custom_attributes": {"CAC": 7}},
+        ],
+    )
+    ctl.configure(fault_rate=1.0, fault_kinds=["503"], fault_seed=1)
+    with ChartMogulClient(
+        TEST_API_KEY,
+        sandbox.base_url,
+        read_timeout=5,
+        max_retry_seconds=0.3,
+        backoff_base=0.02,
+        backoff_max=0.05,
+    ) as impatient:
+        first = push(wh, impatient, "run-1", OP_UPDATES)
+    assert first["failed"] == 2 and first["applied"] == 0
+    assert {r["http_status"] for r in log_rows(wh, "run-1")} == {503}
+    assert ctl.customer(a["uuid"])["attributes"]["tags"] == ["a", "b"]
+
+    ctl.configure(fault_rate=0.0)
+    second = push(wh, client, "run-2", OP_UPDATES)
+    assert second["applied"] == 2 and second["failed"] == 0
+    assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b", "vip"]
+    assert ctl.customer(b["uuid"])["attributes"]["custom"]["CAC"] == 7
+    assert ctl.customer(b["uuid"])["attributes"]["custom"]["channel"] == "Facebook"
+
+
+def test_string_attribute_changing_only_its_date_form_is_pushed(ctl, client, wh):
+    (a,) = seed(ctl, 1)
+    ctl.modify_customer(a["uuid"], custom={"channel": "Facebook", "label": "2024-01-01"})  # a String key
+    sync_warehouse(wh, client)
+    make_relation(
+        wh,
+        REL,
+        UPDATES_DDL,
+        [
+            {
+                "customer_uuid": a["uuid"],
+                "custom_attributes": {"label": "2024-01-01T00:00:00Z"},
+                "attribute_types": {"label": "String"},
+            }
+        ],
+    )
+    result = push(wh, client, "run-1", OP_UPDATES)
+    assert result["applied"] == 1
+    assert ctl.customer(a["uuid"])["attributes"]["custom"]["label"] == "2024-01-01T00:00:00Z"
+
+
+def _new_key_row(uuid: str) -> dict:
+    return {
+        "customer_uuid": uuid,
+        "custom_attributes": {"health_score": 87},
+        "attribute_types": {"health_score": "Integer"},
+    }
+
+
+def test_email_shared_in_chartmogul_but_unique_in_warehouse_is_failed_with_the_known_risk(ctl, client, wh):
+    (a,) = seed(ctl, 1)
+    sync_warehouse(wh, client)
+    twin = ctl.insert_customer(email="c0@example.com", tags=["t"], custom={})  # not in the warehouse yet
+    make_relation(wh, REL, UPDATES_DDL, [_new_key_row(a["uuid"])])
+    ctl.reset_stats()
+    result = push(wh, client, "run-1", OP_UPDATES)
+    assert result["failed"] == 1 and result["applied"] == 0
+    assert ctl.stats()["by_route"].get("PATCH /v1/customers/{uuid}") is None
+    (row,) = log_rows(wh, "run-1")
+    assert twin["uuid"] in row["error"] and "matched 2 customers" in row["error"]
+    assert "checked only in the warehouse" in row["error"] and "known risk" in row["error"]
+    assert row["http_status"] == 200
+
+
+def test_malformed_add_by_email_entry_is_failed_and_nothing_is_patched(ctl, client, wh):
+    (a,) = seed(ctl, 1)
+    sync_warehouse(wh, client)
+    ctl.insert_customer(email="c0@example.com", tags=None, custom={})  # its POST entry has `tags: null`
+    make_relation(wh, REL, UPDATES_DDL, [_new_key_row(a["uuid"])])
+    ctl.reset_stats()
+    result = push(wh, client, "run-1", OP_UPDATES)
+    assert result["failed"] == 1
+    assert ctl.stats()["by_route"].get("PATCH /v1/customers/{uuid}") is None
+    (row,) = log_rows(wh, "run-1")
+    assert "add-by-email POST entry" in row["error"] and "attributes.tags is None" in row["error"]
+    assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b"]
