@@ -13,15 +13,40 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from cm_pipeline.project import REPO_ROOT, state_dir
 
 DEMO_API_KEY = "demo-sandbox-key"
+# The production instance config; the demo takes its run and pool limits from it (one source of truth).
+DEPLOYED_DAGSTER_YAML = REPO_ROOT / "docker" / "dagster.yaml"
 
 
 def _dagster_bin(name: str) -> str:
     """The console script installed beside this interpreter (the project's virtualenv)."""
     candidate = Path(sys.executable).with_name(name)
     return str(candidate) if candidate.exists() else name
+
+
+def demo_instance_config(deployed: Path = DEPLOYED_DAGSTER_YAML) -> dict:
+    """The demo instance's dagster.yaml: local storage defaults plus the deployed `concurrency` limits."""
+    try:
+        concurrency = (yaml.safe_load(deployed.read_text()) or {})["concurrency"]
+    except (OSError, KeyError, TypeError) as exc:
+        raise RuntimeError(
+            f"{deployed}: the demo copies its `concurrency` block (one refresh at a time), "
+            f"which could not be read ({type(exc).__name__}: {exc})"
+        ) from None
+    return {"concurrency": concurrency, "telemetry": {"enabled": False}}
+
+
+def write_instance_config(dagster_home: Path, deployed: Path = DEPLOYED_DAGSTER_YAML) -> Path:
+    """Write DAGSTER_HOME/dagster.yaml for the demo (replacing an earlier demo's) and return its path."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    path = dagster_home / "dagster.yaml"
+    header = f"# Written by cm_pipeline/demo.py on each start: `concurrency` is copied from {deployed}.\n"
+    path.write_text(header + yaml.safe_dump(demo_instance_config(deployed), sort_keys=False))
+    return path
 
 
 def demo_environment(base_url: str, warehouse_url: str, dagster_home: Path) -> dict[str, str]:
@@ -56,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warehouse_url = resolve_url()  # WAREHOUSE_URL, else the embedded Postgres under .cm_pipeline/
     dagster_home = state_dir() / "dagster_home"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
+    write_instance_config(dagster_home)  # the deployed queue limits: one refresh, one push at a time
     print(f"warehouse: {redact(warehouse_url)}", flush=True)
 
     with SandboxProcess(customers=args.customers, seed=42, port=args.sandbox_port) as sandbox:
