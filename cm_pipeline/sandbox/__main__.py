@@ -11,6 +11,7 @@ import threading
 import time
 
 from cm_pipeline.sandbox.app import SandboxServer
+from cm_pipeline.sandbox.faults import PAGINATION_FAULTS
 from cm_pipeline.sandbox.process import READY_PREFIX
 
 
@@ -37,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-methods", default="GET,POST,PATCH,PUT,DELETE")
     p.add_argument("--fault-seed", type=int, default=0)
     p.add_argument(
+        "--pagination-fault",
+        default=None,
+        choices=PAGINATION_FAULTS,
+        help="break cursor paging on continuation pages (see cm_pipeline.sandbox.faults)",
+    )
+    p.add_argument(
         "--parent-pid", type=int, default=None, help="exit when this process is gone (SandboxProcess)"
     )
     return p.parse_args(argv)
@@ -54,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=a.latency_ms, rate_limit_rps=a.rate_limit, retry_after=a.retry_after,
             max_connections=a.max_connections, fault_rate=a.fault_rate, fault_kinds=a.fault_kinds,
             fault_phase=a.fault_phase, fault_methods=a.fault_methods, fault_seed=a.fault_seed,
+            pagination_fault=a.pagination_fault,
         )  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -57,7 +57,8 @@ class SandboxControl:
         self._call("POST", "/stats/reset", {})
 
     def configure(self, **knobs: Any) -> dict:
-        """Change knobs (latency_ms, rate_limit_rps, retry_after, max_connections, fault_*); returns the config."""
+        """Change knobs (latency_ms, rate_limit_rps, retry_after, max_connections, fault_*, pagination_fault);
+        returns the config."""
         return self._call("POST", "/config", knobs)
 
     def config(self) -> dict:

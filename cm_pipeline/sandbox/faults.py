@@ -1,4 +1,12 @@
-"""Knobs that make the sandbox misbehave like the real API: latency, rate limit, capacity, faults."""
+"""Knobs that make the sandbox misbehave like the real API: latency, rate limit, capacity, faults.
+
+pagination_fault breaks GET /v1/customers paging on every continuation page (a request that carries a
+cursor; the first page stays correct, so a client has already consumed it when the fault shows):
+  repeat_cursor            has_more true and the very cursor the request carried
+  rewind_cursor            has_more true and the first page's cursor again (a two-page cycle); the page
+                           fetched with the first page's cursor itself is answered normally
+  has_more_without_cursor  has_more true and cursor null
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 FAULT_KINDS = ("500", "502", "503", "504", "520", "524", "html500", "drop")
 FAULT_PHASES = ("before", "after")
 HTTP_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+PAGINATION_FAULTS = ("repeat_cursor", "rewind_cursor", "has_more_without_cursor")
 
 
 @dataclass
@@ -24,6 +33,7 @@ class Knobs:
     fault_phase: str = "before"
     fault_methods: list[str] = field(default_factory=lambda: list(HTTP_METHODS))
     fault_seed: int = 0
+    pagination_fault: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +74,10 @@ def validated_knobs(current: Knobs, changes: dict) -> Knobs:
     k.fault_methods = [m.upper() for m in k.fault_methods]
     if not isinstance(k.fault_seed, int):
         raise ValueError(f"fault_seed must be an integer, got {k.fault_seed!r}")
+    if k.pagination_fault is not None and k.pagination_fault not in PAGINATION_FAULTS:
+        raise ValueError(
+            f"pagination_fault must be null or one of {', '.join(PAGINATION_FAULTS)}, got {k.pagination_fault!r}"
+        )
     return k
 
 
@@ -148,6 +162,11 @@ class Governor:
                 return None
             self.stats["faults"] += 1
             return self._fault_rng.choice(k.fault_kinds), k.fault_phase
+
+    def count_fault(self) -> None:
+        """Count a fault decided outside pick_fault (a pagination fault)."""
+        with self.lock:
+            self.stats["faults"] += 1
 
     def snapshot(self) -> dict:
         with self.lock:

@@ -24,6 +24,7 @@ def cli_args(customers: int, seed: int, api_key: str | None, port: int, host: st
         "latency_ms": "--latency-ms", "rate_limit_rps": "--rate-limit", "retry_after": "--retry-after",
         "max_connections": "--max-connections", "fault_rate": "--fault-rate", "fault_kinds": "--fault-kinds",
         "fault_phase": "--fault-phase", "fault_methods": "--fault-methods", "fault_seed": "--fault-seed",
+        "pagination_fault": "--pagination-fault",
     }  # fmt: skip
     for name in KNOB_NAMES:
         if name in knobs and knobs[name] is not None:

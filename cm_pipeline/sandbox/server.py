@@ -309,12 +309,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if given and filters != cursor_filters:
                 raise v.bad_param("cursor was issued for different filters than this request's", "cursor")
             filters = cursor_filters
-        page = self.server.store.page(filters, per_page, after)
+        store = self.server.store
+        page = store.page(filters, per_page, after)
+        next_cursor, has_more = page.cursor, page.has_more
+        fault = self.server.governor.knobs.pagination_fault
+        if fault is not None and cursor:
+            next_cursor, has_more = self._pagination_fault(fault, cursor, filters, per_page, page)
         tail = (
             b'"cursor":'
-            + (json.dumps(page.cursor).encode())
+            + (json.dumps(next_cursor).encode())
             + b',"has_more":'
-            + (b"true" if page.has_more else b"false")
+            + (b"true" if has_more else b"false")
         )
         # First pages carry the deprecated paging fields, except external_id look-ups, which answer
         # exactly {"entries": [...], "has_more": ..., "cursor": ...} (README facts).
@@ -326,6 +331,23 @@ class SandboxHandler(BaseHTTPRequestHandler):
             )
         payload = b'{"entries":[' + b",".join(page.entries) + b"]," + tail + b"}"
         return 200, payload, "application/json; charset=utf-8"
+
+    def _pagination_fault(
+        self, fault: str, cursor: str, filters: Filters, per_page: int, page
+    ) -> tuple[str | None, bool]:
+        """(cursor, has_more) of a continuation page under the pagination_fault knob (see faults.py)."""
+        if fault == "rewind_cursor":
+            first = self.server.store.page(filters, per_page, None).cursor
+            if first is None or first == cursor:
+                return page.cursor, page.has_more
+            self._fault_kind = fault
+            self.server.governor.count_fault()
+            return first, True
+        self._fault_kind = fault
+        self.server.governor.count_fault()
+        if fault == "repeat_cursor":
+            return cursor, True
+        return None, True  # has_more_without_cursor
 
     # ------------------------------------------------------------ admin
 

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from cm_pipeline.sandbox import SandboxControlError, SandboxServer
+from cm_pipeline.sandbox.faults import PAGINATION_FAULTS
 from cm_pipeline.sandbox.seed import DOCS_DATA_SOURCE
 from cm_pipeline_tests.sandbox.conftest import session
 
@@ -182,3 +183,42 @@ def test_stats_routes_log_and_reset(fresh_sandbox, http):
     assert set(log[0]) == {"seq", "ts", "method", "path", "query", "status", "fault"}
     ctl.reset_stats()
     assert ctl.stats()["requests"] == 0 and ctl.stats()["writes_applied"] == 0
+
+
+@pytest.mark.parametrize("fault", PAGINATION_FAULTS)
+def test_pagination_faults_break_continuation_pages_only(fresh_sandbox, http, fault):
+    ctl = fresh_sandbox.control
+    assert ctl.configure(pagination_fault=fault)["pagination_fault"] == fault
+    url = f"{fresh_sandbox.base_url}/customers"
+    first = http.get(url, params={"per_page": 10}).json()
+    assert len(first["entries"]) == 10 and first["has_more"] is True and first["cursor"], "page 1 intact"
+    second = http.get(url, params={"per_page": 10, "cursor": first["cursor"]}).json()
+    assert len(second["entries"]) == 10 and second["has_more"] is True
+    if fault == "repeat_cursor":
+        assert second["cursor"] == first["cursor"]
+    elif fault == "has_more_without_cursor":
+        assert second["cursor"] is None
+    else:  # rewind_cursor: the page after the first page's cursor is answered normally, then it cycles
+        assert second["cursor"] and second["cursor"] != first["cursor"]
+        third = http.get(url, params={"per_page": 10, "cursor": second["cursor"]}).json()
+        assert third["has_more"] is True and third["cursor"] == first["cursor"]
+        assert len(third["entries"]) == 10
+    assert [e["fault"] for e in ctl.requests()][-1] == fault
+    assert ctl.stats()["faults"] == 1
+    # off again: the same cursor walk ends normally after 3 pages of 30 distinct customers
+    ctl.configure(pagination_fault=None)
+    seen, cursor = [], None
+    for _ in range(5):
+        body = http.get(url, params={"per_page": 10, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [e["uuid"] for e in body["entries"]]
+        if not body["has_more"]:
+            break
+        cursor = body["cursor"]
+    assert len(seen) == len(set(seen)) == 30 and body["cursor"] is None
+
+
+def test_pagination_fault_is_validated(fresh_sandbox):
+    with pytest.raises(SandboxControlError) as info:
+        fresh_sandbox.control.configure(pagination_fault="loop_forever")
+    assert info.value.status == 400 and "pagination_fault" in str(info.value)
+    assert fresh_sandbox.control.config()["pagination_fault"] is None
