@@ -3,6 +3,7 @@
     python -m cm_pipeline.sandbox --port 8089 --customers 100000 [--seed 1] [--api-key K] [--latency-ms L]
         [--rate-limit RPS] [--retry-after S] [--max-connections C] [--fault-rate F] [--fault-kinds 500,drop]
         [--fault-phase before|after] [--fault-methods POST,PATCH] [--fault-seed N]
+        [--pagination-fault repeat_cursor|rewind_cursor|has_more_without_cursor]
 
 Base URL http://127.0.0.1:PORT/v1; HTTP Basic with the key as username (any non-empty key without --api-key).
 In Python: SandboxServer (in-process thread), SandboxProcess (child process), SandboxControl (/_sandbox/ admin).
@@ -12,7 +13,31 @@ Choices where the reference pages leave room (all deliberate, all tested):
 - PATCH with an `attributes` object replaces tags AND custom; whichever of the two it omits becomes empty
   (update-customer.txt: "Any tags and custom attributes not specified in this object will be deleted").
   A PATCH without `attributes` leaves both untouched. Custom keys must already be defined (422 naming the key).
-- Add-by-email for an email with no customer: 404 {"code":404,"message":...,"param":"email"}; nothing is defined.
+- POST /v1/customers only into a Custom data source; any other (Stripe, Recurly, ...) answers 422
+  {"errors": {"data_source_uuid": "..."}}. Why: list-customers.txt says customers created using the API
+  belong to Custom data sources (filter data_source_uuid of a Custom source, or system=Custom, to find them)
+  and create-customer.txt's response shows "billing-system-type": "Custom"; an integration's source is fed
+  by its billing system, not by the API. An unknown data source stays the documented 422 "Data source not
+  found".
+- Add-by-email for an email with no customer: 404 {"code":404,"message":...,"param":"email"}; no key is
+  defined. Why: the page shows only the matched case; the API's documented "not found" is a 404 in the
+  {code,message,param} shape, and a 200 with empty entries would let a mistyped email pass as success.
+  (A client should still treat an empty `entries` as "nobody matched".)
+- address.country is the ISO 3166-1 alpha-2 code ("US"), the same as the top-level country. Why: the pages
+  disagree (create-customer.txt's example and the create/retrieve field lists say the full name, "United
+  States"), but list-customers.txt's field description says "country code ... as per the ISO-3166 alpha-2
+  standard", and the JSON examples of list, retrieve and update all show "US". address.state stays the full
+  name ("Alaska"), as the list, retrieve and create examples show (update's example alone shows "CA").
+- Custom attributes of type Timestamp are answered as list/retrieve-customer.txt show them: UTC
+  "2023-09-08 00:00:00" (a non-zero fraction of a second is kept, "2023-09-08 00:00:00.25", so no instant
+  is lost). Inputs take any ISO 8601 form. lead_created_at / free_trial_started_at keep the
+  "2022-10-14T00:00:00.000Z" form of create- and update-customer.txt.
+- Custom attribute values (add-custom-attributes-by-email.txt's formats), 422 naming the key otherwise:
+  String a JSON string of at most 255 characters (42 or true are rejected, not stringified: every String in
+  the pages' examples is a JSON string); Integer a JSON integer or a string of ASCII digits with an optional
+  leading "-" ("+5", "7.0", 7.0, "٣", booleans rejected: "only numeric characters"); Decimal a JSON number
+  (not a boolean, finite) or a decimal string such as "12.5", "-.5", "1e3" ("1_000", "nan", "inf" rejected);
+  Boolean one of TRUE, true, t, 1, FALSE, false, f, 0 (or a JSON boolean, or the JSON numbers 0 and 1).
 - Field validation failures use {"<field>": ["msg"], "error_details": [{"param","code","message"}]} with 422;
   missing/bad parameters use {"code":400,"message":...,"param":...}; duplicate external_id and unknown data
   source use the documented {"errors": {...}} and {"error": "Data source not found"} shapes (422).

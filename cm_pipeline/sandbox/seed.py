@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Iterator
 
-from cm_pipeline.sandbox.validation import COUNTRIES, US_STATES
+from cm_pipeline.sandbox.validation import US_STATES
 
 # The reference pages' data source is always present (a Custom source) so their examples replay as-is.
 DOCS_DATA_SOURCE = "ds_fef05d54-47b4-431b-aed2-eb6b9e545430"
@@ -88,6 +88,11 @@ def _ts(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch))
 
 
+def _attribute_ts(epoch: int) -> str:
+    """A Timestamp custom attribute as the pages show one ("2023-09-08 00:00:00")."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
 def _since(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
 
@@ -145,12 +150,12 @@ def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
             city, state = us_cities[i]
             country = "US"
             address = {"address_zip": f"{randint(501, 99950):05d}", "city": city,
-                       "state": US_STATES[state], "country": COUNTRIES["US"]}  # fmt: skip
+                       "state": US_STATES[state], "country": "US"}  # fmt: skip
         else:
             city, country = other_cities[i]
             state = None
             address = {"address_zip": str(randint(1000, 99999)), "city": city, "state": None,
-                       "country": COUNTRIES.get(country, country)}  # fmt: skip
+                       "country": country}  # fmt: skip
         zip_code = address["address_zip"]
         lead_at = _EPOCH_2018 + randint(0, _NOW - _EPOCH_2018 - 86400 * 60)
         lead_created_at = _ts(lead_at) if (is_lead or rand() < 0.5) else None
@@ -170,7 +175,7 @@ def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
             custom["utmCampaign"] = choice(CAMPAIGNS)
             custom["pro"] = rand() < 0.5
         if rand() < 0.4:
-            custom["convertedAt"] = _ts(lead_at + randint(0, 86400 * 90))
+            custom["convertedAt"] = _attribute_ts(lead_at + randint(0, 86400 * 90))
             custom["healthScore"] = round(rand() * 100, 2)
         if rand() < 0.3:
             custom["salesRep"] = choice(REPS)

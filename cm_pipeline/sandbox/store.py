@@ -309,6 +309,8 @@ class Store:
             ds = self.data_sources.get(body["data_source_uuid"])
             if ds is None:
                 raise v.data_source_not_found()
+            if ds["system"] != "Custom":
+                raise v.not_a_custom_data_source(ds["uuid"], ds["system"])
             if self._find_external(ds["uuid"], body["external_id"]) is not None:
                 raise v.duplicate_external_id()
             v.check_type_conflicts(items, self.definitions)
@@ -340,7 +342,7 @@ class Store:
                     "address_zip": body.get("zip"),
                     "city": body.get("city"),
                     "state": v.state_full_name(state, country),
-                    "country": v.country_full_name(country),
+                    "country": v.address_country(country),
                 },
                 "attributes": {"tags": tags, "custom": {k: val for k, _, val in items}, "stripe": {}},
                 "mrr": 0,
@@ -393,7 +395,7 @@ class Store:
                 changes["city"] = address["city"] = body["city"]
             if "country" in body:
                 changes["country"] = body["country"]
-                address["country"] = v.country_full_name(body["country"])
+                address["country"] = v.address_country(body["country"])
             if "state" in body:
                 changes["state"] = v.normalise_state(body["state"])
             if "state" in body or "country" in body:

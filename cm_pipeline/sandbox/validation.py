@@ -4,6 +4,7 @@ Every failure raises ApiFailure carrying the HTTP status and one of the document
   400 {"code", "message", "param"}                      missing/bad parameter
   422 {"errors": {"external_id": "..."}}                duplicate external_id
   422 {"error": "Data source not found"}                unknown data source
+  422 {"errors": {"data_source_uuid": "..."}}           create into a non-Custom data source
   422 {"<field>": ["..."], "error_details": [{...}]}    field validation failures (custom attributes,
                                                         timestamps, status, ...)
 """
@@ -31,7 +32,10 @@ BOOLEAN_STRINGS = {
 }
 STRING_MAX = 255
 KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
-_INT_RE = re.compile(r"^[+-]?\d+$")
+# add-custom-attributes-by-email.txt: Integer "accepts only numeric characters" (ASCII digits, a leading
+# minus for negatives); Decimal "accepts floating point numbers". Used with fullmatch (no trailing newline).
+_INT_RE = re.compile(r"-?[0-9]+")
+_DECIMAL_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 US_STATES = {
     "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
@@ -45,11 +49,6 @@ US_STATES = {
     "SD": "South Dakota", "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont",
     "VA": "Virginia", "WA": "Washington", "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
     "DC": "District of Columbia",
-}  # fmt: skip
-COUNTRIES = {
-    "US": "United States", "GB": "United Kingdom", "DE": "Germany", "FR": "France", "ES": "Spain",
-    "IT": "Italy", "NL": "Netherlands", "JP": "Japan", "CN": "China", "BR": "Brazil", "CA": "Canada",
-    "AU": "Australia", "IN": "India", "SE": "Sweden", "CH": "Switzerland", "PL": "Poland",
 }  # fmt: skip
 
 
@@ -89,6 +88,15 @@ def data_source_not_found() -> ApiFailure:
     return ApiFailure(422, {"error": "Data source not found"})
 
 
+def not_a_custom_data_source(uuid: str, system: str) -> ApiFailure:
+    """Customers created through the API live in Custom data sources (list-customers.txt)."""
+    return ApiFailure(
+        422,
+        {"errors": {"data_source_uuid": f"Data source {uuid} is a {system} data source; customers can only "
+                                        "be created through the API in a Custom data source."}},
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- timestamps
 
 
@@ -112,6 +120,16 @@ def format_timestamp(dt: datetime) -> str:
     """The API's response form, e.g. 2023-01-01T00:00:00.000Z."""
     dt = dt.astimezone(timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def format_attribute_timestamp(dt: datetime) -> str:
+    """A Timestamp custom attribute's response form, as list/retrieve-customer.txt show it: UTC
+    "2023-09-08 00:00:00"; a non-zero fraction of a second is kept ("2023-09-08 00:00:00.25")."""
+    dt = dt.astimezone(timezone.utc)
+    text = dt.strftime("%Y-%m-%d %H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text
 
 
 def past_timestamp(field: str, value: Any, now: datetime) -> datetime:
@@ -169,48 +187,45 @@ def coerce_value(attr_type: str, value: Any, key: str) -> Any:
         return field_errors([(key, f"Custom attribute {key!r} ({attr_type}): {why}, got {value!r}")])
 
     if attr_type == "String":
-        if isinstance(value, bool) or isinstance(value, (dict, list)):
-            raise fail("expected a string")
-        text = value if isinstance(value, str) else str(value)
-        if len(text) > STRING_MAX:
+        # The pages' String values are all JSON strings; a number or boolean is not silently stringified.
+        if not isinstance(value, str):
+            raise fail(f"expected a string, not a JSON {_json_kind(value)}")
+        if len(value) > STRING_MAX:
             raise field_errors(
                 [
                     (
                         key,
-                        f"Custom attribute {key!r} (String): at most {STRING_MAX} characters, got {len(text)}",
+                        f"Custom attribute {key!r} (String): at most {STRING_MAX} characters, got {len(value)}",
                     )
                 ]
             )
-        return text
+        return value
     if attr_type == "Integer":
         if isinstance(value, bool):
-            raise fail("expected an integer")
+            raise fail("expected an integer, not a boolean")
         if isinstance(value, int):
             return value
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        if isinstance(value, str) and _INT_RE.fullmatch(value):
             return int(value)
-        if isinstance(value, str) and _INT_RE.match(value.strip()):
-            return int(value.strip())
-        raise fail("expected an integer (numeric characters only)")
+        raise fail("expected an integer (numeric characters 0-9 only, optionally a leading '-')")
     if attr_type == "Decimal":
         if isinstance(value, bool):
-            raise fail("expected a decimal number")
-        if isinstance(value, (int, float)):
-            if isinstance(value, float) and not math.isfinite(value):
+            raise fail("expected a decimal number, not a boolean")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
                 raise fail("expected a finite decimal number")
             return value
-        if isinstance(value, str):
-            try:
-                num = float(value)
-            except ValueError:
-                raise fail("expected a decimal number") from None
+        if isinstance(value, str) and _DECIMAL_RE.fullmatch(value):
+            num = float(value)
             if not math.isfinite(num):
-                raise fail("expected a finite decimal number")
+                raise fail("expected a decimal number within range")
             return num
-        raise fail("expected a decimal number")
+        raise fail("expected a decimal number (a JSON number or a string such as 12.5 or -1e3)")
     if attr_type == "Timestamp":
         try:
-            return format_timestamp(parse_timestamp(value))
+            return format_attribute_timestamp(parse_timestamp(value))
         except ValueError:
             raise fail("expected an ISO 8601 timestamp") from None
     if attr_type == "Boolean":
@@ -222,6 +237,18 @@ def coerce_value(attr_type: str, value: Any, key: str) -> Any:
             return BOOLEAN_STRINGS[value]
         raise fail("expected one of TRUE, true, t, 1, FALSE, false, f, 0")
     raise field_errors([(key, f"Unknown custom attribute type {attr_type!r}")])
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
 
 
 def validate_custom_items(items: Any, param: str = "custom") -> list[tuple[str, str, Any]]:
@@ -324,10 +351,11 @@ def state_full_name(state: str | None, country: str | None) -> str | None:
     return state
 
 
-def country_full_name(country: str | None) -> str | None:
-    if country is None:
-        return None
-    return COUNTRIES.get(country.upper(), country)
+def address_country(country: str | None) -> str | None:
+    """address.country: the ISO 3166-1 alpha-2 code, as list-customers.txt describes it ("US")."""
+    if isinstance(country, str) and len(country.strip()) == 2 and country.strip().isascii():
+        return country.strip().upper()
+    return country
 
 
 def status_from_filter(value: str) -> str:

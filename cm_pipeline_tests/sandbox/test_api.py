@@ -12,6 +12,7 @@ from cm_pipeline.sandbox.seed import DOCS_DATA_SOURCE
 from cm_pipeline_tests.sandbox.conftest import session
 
 STRIPE_DS = "ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0001"
+CRM_DS = "ds_1a7c2e10-0b1f-11ee-9a41-2f5d3c1b0006"  # the seeded account's second Custom data source
 
 
 def walk(http, base_url, per_page=200, **filters):
@@ -256,8 +257,24 @@ def test_create_unknown_data_source_and_duplicates(sandbox, http):
     assert r.json() == {
         "errors": {"external_id": "The external ID for this customer already exists in our system."}
     }
-    # the same external_id in another data source is a different customer
-    assert create(sandbox, http, data_source_uuid=STRIPE_DS, external_id="dup_1").status_code == 201
+    # the same external_id in another (Custom) data source is a different customer
+    assert create(sandbox, http, data_source_uuid=CRM_DS, external_id="dup_1").status_code == 201
+
+
+def test_create_only_into_a_custom_data_source(sandbox, http):
+    """list-customers.txt: customers created through the API belong to Custom data sources."""
+    before = len(sandbox.control.customers())
+    for ds in sandbox.control.data_sources():
+        if ds["system"] == "Custom":
+            continue
+        r = create(sandbox, http, data_source_uuid=ds["uuid"], external_id="not_custom_1")
+        assert r.status_code == 422, ds
+        assert set(r.json()) == {"errors"} and list(r.json()["errors"]) == ["data_source_uuid"]
+        assert ds["uuid"] in r.json()["errors"]["data_source_uuid"]
+        assert ds["system"] in r.json()["errors"]["data_source_uuid"]
+    assert len(sandbox.control.customers()) == before, "a rejected create stores nothing"
+    r = create(sandbox, http, data_source_uuid=CRM_DS, external_id="custom_ok_1")
+    assert r.status_code == 201 and r.json()["billing-system-type"] == "Custom"
 
 
 def test_create_validates_timestamps_and_custom_attributes(sandbox, http):
@@ -317,7 +334,7 @@ def test_create_normalises_state_and_website(sandbox, http):
     assert r.status_code == 201
     c = r.json()
     assert c["state"] == "CA" and c["address"]["state"] == "California"
-    assert c["address"]["country"] == "United States" and c["country"] == "US"
+    assert c["address"]["country"] == "US" and c["country"] == "US"  # alpha-2 (see sandbox/__init__.py)
     assert c["website_url"] == "https://example.org"
     assert sandbox.control.customer(c["uuid"]) == c
 
@@ -491,6 +508,44 @@ def test_add_by_email_type_conflict_and_errors(fresh_sandbox, http):
         {"email": "conflict@example.com", "custom": [{"type": "Timestamp", "key": "when", "value": "soon"}]},
     )
     assert r.status_code == 422 and "when" in r.json()
+    for item in (
+        {"type": "String", "key": "label", "value": 42},
+        {"type": "Integer", "key": "seats", "value": "+5"},
+        {"type": "Integer", "key": "seats", "value": "\u0665"},
+        {"type": "Integer", "key": "seats", "value": 2.5},
+        {"type": "Integer", "key": "seats", "value": True},
+        {"type": "Decimal", "key": "healthScore", "value": "1_000"},
+        {"type": "Decimal", "key": "healthScore", "value": "nan"},
+        {"type": "Decimal", "key": "healthScore", "value": False},
+    ):
+        r = add_custom(fresh_sandbox, http, {"email": "conflict@example.com", "custom": [item]})
+        assert r.status_code == 422, item
+        assert set(r.json()) == {item["key"], "error_details"}, item
+        assert r.json()["error_details"][0]["param"] == item["key"]
+    assert ctl.customer(c["uuid"])["attributes"]["custom"] == {"CAC": 5}, "rejected values change nothing"
+    assert "label" not in ctl.custom_attribute_definitions()
+
+
+def test_timestamp_attributes_answer_in_the_pages_form(fresh_sandbox, http):
+    """list/retrieve-customer.txt show a Timestamp custom attribute as "2023-09-08 00:00:00"."""
+    ctl = fresh_sandbox.control
+    c = ctl.insert_customer(email="ts@example.com")
+    r = add_custom(
+        fresh_sandbox, http,
+        {"email": "ts@example.com", "custom": [
+            {"type": "Timestamp", "key": "convertedAt", "value": "2023-09-08T02:00:00+02:00"},
+            {"type": "Timestamp", "key": "renewedAt", "value": "2024-01-31T10:20:30.500Z"},
+        ]},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    custom = r.json()["entries"][0]["attributes"]["custom"]
+    assert custom == {"convertedAt": "2023-09-08 00:00:00", "renewedAt": "2024-01-31 10:20:30.5"}
+    got = http.get(f"{fresh_sandbox.base_url}/customers/{c['uuid']}").json()
+    assert got["attributes"]["custom"] == custom
+    patched = patch(
+        fresh_sandbox, http, c["uuid"], {"attributes": {"custom": {"convertedAt": "2023-09-09"}}}
+    ).json()
+    assert patched["attributes"]["custom"] == {"convertedAt": "2023-09-09 00:00:00"}
 
 
 # ---------------------------------------------------------------- odd characters

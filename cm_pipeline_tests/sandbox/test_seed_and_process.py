@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from cm_pipeline.sandbox import SandboxProcess
+from cm_pipeline.sandbox.__main__ import parse_args
 from cm_pipeline.sandbox.process import cli_args
 from cm_pipeline.sandbox.seed import SEED_DEFINITIONS, generate
 from cm_pipeline.sandbox.store import Store
@@ -45,7 +46,9 @@ def test_realistic_mix(docs):
             assert d["mrr"] > 0 and d["customer-since"]
         assert bool(d["attributes"]["stripe"]) == (d["billing-system-type"] == "Stripe")
         for key, value in d["attributes"]["custom"].items():
-            assert coerce_value(SEED_DEFINITIONS[key], value, key) is not None
+            # already in the form the API answers (e.g. Timestamp "2023-09-08 00:00:00")
+            assert coerce_value(SEED_DEFINITIONS[key], value, key) == value, (key, value)
+        assert d["address"]["country"] == d["country"] and len(d["country"]) == 2  # alpha-2
     assert len({(d["data_source_uuid"], d["external_id"]) for d in docs}) == N
     emails = Counter(d["email"].lower() for d in docs)
     assert any(n > 1 for n in emails.values()), "some emails are shared"
@@ -72,6 +75,12 @@ def test_cli_args_from_knobs():
     assert args[:8] == ["--port", "0", "--customers", "10", "--seed", "2", "--host", "127.0.0.1"]
     assert "--api-key" in args and "--latency-ms" in args and "--retry-after" not in args
     assert args[args.index("--fault-kinds") + 1] == "500,drop"
+    assert "--pagination-fault" not in args
+    args = cli_args(1, 1, None, 0, "127.0.0.1", {"pagination_fault": "repeat_cursor"})
+    assert args[args.index("--pagination-fault") + 1] == "repeat_cursor"
+    assert parse_args(args).pagination_fault == "repeat_cursor"
+    with pytest.raises(ValueError, match="pagination_fault"):
+        cli_args(1, 1, None, 0, "127.0.0.1", {"pagination_fault": "loop_forever"})
     with pytest.raises(ValueError, match="fault_rate"):
         cli_args(1, 1, None, 0, "127.0.0.1", {"fault_rate": 3})
 
