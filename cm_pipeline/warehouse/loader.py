@@ -6,6 +6,8 @@
   filters instead of starting over, unless it is older than the resume window or a full refresh is asked.
 - Staging: each page is one COPY into chartmogul._customers_staging, committed in the SAME transaction as
   its partition's checkpoint, so a checkpoint is never ahead of or behind its data.
+- Fetch order: every staged row carries the moment its HTTP response arrived (`FETCH_CLOCK`), not the
+  moment its page was written: with many workers a page fetched earlier may be written later.
 - Publish: one transaction dedupes staging by uuid (latest fetch wins), upserts only rows whose data
   differ, marks verified deletions, logs the deletion checks and the publish, and closes the pass.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,6 +44,7 @@ from cm_pipeline.warehouse.schema import (
     CUSTOMERS_TABLE,
     DELETION_CHECKS_TABLE,
     HASHES_TABLE,
+    OLD_STAGING_SEQUENCE,
     PASSES_TABLE,
     PUBLISH_LOG_TABLE,
     REJECTS_TABLE,
@@ -51,6 +56,37 @@ from cm_pipeline.warehouse.schema import (
 )
 
 VERIFY_PARTITION = "_verified"  # staging rows fetched by GET /customers/{uuid} during deletion checks
+
+
+class FetchClock:
+    """Process-wide fetch order: strictly increasing integers close to wall-clock nanoseconds.
+
+    Take `reserve(n)` right after a response arrives: its n entries get n consecutive values, unique in
+    the process. Wall-clock based, so a later process (a resumed pass) orders its fetches after an earlier
+    one's; `advance_past` (fed the largest value already staged) keeps that true even if the clock stepped
+    back between the two.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def reserve(self, n: int = 1) -> int:
+        """The first of `n` (>= 1) consecutive, never-used fetch-order values."""
+        with self._lock:
+            first = max(time.time_ns(), self._last + 1)
+            self._last = first + max(n, 1) - 1
+            return first
+
+    def advance_past(self, value: int | None) -> None:
+        """Make every later value larger than `value` (e.g. the largest fetch_seq already staged)."""
+        if value is None:
+            return
+        with self._lock:
+            self._last = max(self._last, int(value))
+
+
+FETCH_CLOCK = FetchClock()
 
 
 def ensure_tables(engine: Engine) -> str | None:
@@ -90,6 +126,15 @@ def ensure_tables(engine: Engine) -> str | None:
                 )
             for statement in [*customers_ddl(), *extraction_ddl()]:
                 cur.execute(statement)
+            # fetch_seq used to default to a sequence at write time; it is now staged by the COPY.
+            cur.execute(
+                "SELECT column_default FROM information_schema.columns WHERE table_schema = %s"
+                " AND table_name = %s AND column_name = 'fetch_seq'",
+                (schema, table),
+            )
+            if cur.fetchone()[0] is not None:
+                cur.execute(f"ALTER TABLE {STAGING_TABLE} ALTER COLUMN fetch_seq DROP DEFAULT")
+            cur.execute(f"DROP SEQUENCE IF EXISTS {OLD_STAGING_SEQUENCE}")
             for name in (CHECKPOINTS_TABLE, STAGING_TABLE):  # tables created before they were unlogged
                 cur.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass", (name,))
                 if cur.fetchone()[0] == "p":
@@ -178,6 +223,11 @@ def open_pass(
                 checkpoints = {row[0]: Checkpoint(*row) for row in cur.fetchall()}
                 if {base_partition(p) for p in checkpoints} == set(partitions):
                     cur.execute(f"UPDATE {PASSES_TABLE} SET runs = runs + 1 WHERE pass_id = %s", (resume_id,))
+                    # This run's fetches must order after the ones already staged, whatever the clock did.
+                    cur.execute(
+                        f"SELECT max(fetch_seq) FROM {STAGING_TABLE} WHERE pass_id = %s", (resume_id,)
+                    )
+                    FETCH_CLOCK.advance_past(cur.fetchone()[0])
                     conn.commit()
                     return Pass(resume_id, filters, per_page, True, checkpoints, f"resumed pass {resume_id}")
                 reason = (
@@ -269,7 +319,8 @@ class StagingWriter:
             # waiting for a WAL flush at every page's commit would buy nothing.
             cur.execute("SET synchronous_commit = off")
         self._conn.commit()
-        self._prefix = f"{pass_id}\t{partition}\t"
+        # The partition name comes from the warehouse (split partitions carry data source uuids): escaped.
+        self._prefix = f"\t{pass_id}\t{copy_field(partition)}\t"
 
     def close(self) -> None:
         self._conn.close()
@@ -280,24 +331,38 @@ class StagingWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _prepare(self, entries: Sequence[Any]) -> tuple[PageOutcome, list[tuple[str, str, Any]], bytes]:
-        """COPY lines for the page and their UTF-8 payload (lone surrogates found here, page by page)."""
+    def _prepare(
+        self, entries: Sequence[Any], fetched: int | Sequence[int] | None
+    ) -> tuple[PageOutcome, list[tuple[str, str, Any]], bytes]:
+        """COPY lines for the page and their UTF-8 payload (lone surrogates found here, page by page).
+
+        `fetched`: the fetch order of the first entry (the rest follow it), one per entry, or None to
+        take it now (only for callers that write what they just fetched).
+        """
+        if fetched is None:
+            fetched = FETCH_CLOCK.reserve(len(entries))
+        if isinstance(fetched, int):
+            orders: Sequence[int] = range(fetched, fetched + len(entries))
+        else:
+            orders = fetched
+            if len(orders) != len(entries):
+                raise ValueError(f"fetched: {len(orders)} fetch orders for {len(entries)} entries")
         outcome = PageOutcome()
-        lines = self._encode(entries, outcome, thorough=False)
+        lines = self._encode(entries, orders, outcome, thorough=False)
         try:
             payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
         except UnicodeEncodeError:
             outcome = PageOutcome()
-            lines = self._encode(entries, outcome, thorough=True)
+            lines = self._encode(entries, orders, outcome, thorough=True)
             payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
         return outcome, lines, payload
 
     def _encode(
-        self, entries: Iterable[Any], outcome: PageOutcome, thorough: bool
+        self, entries: Iterable[Any], orders: Sequence[int], outcome: PageOutcome, thorough: bool
     ) -> list[tuple[str, str, Any]]:
         lines = []
         prefix = self._prefix
-        for entry in entries:
+        for entry, order in zip(entries, orders, strict=True):
             try:
                 prepared = prepare_entry(entry, thorough=thorough)
             except RowRejected as exc:
@@ -317,13 +382,23 @@ class StagingWriter:
             # prepared again thoroughly: surrogatepass only keeps this line from failing first).
             digest = md5(prepared.raw.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
             raw = prepared.raw.replace("\\", "\\\\")  # JSON text has no raw tab/newline; double backslashes
-            line = f"{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\t{digest}\n"
+            line = f"{order}{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\t{digest}\n"
             lines.append((prepared.uuid, line, entry))
         return lines
 
-    def write_page(self, entries: Sequence[Any], next_cursor: str | None, has_more: bool) -> PageOutcome:
-        """Stage a page's entries and move the partition's checkpoint past it, atomically."""
-        outcome, lines, payload = self._prepare(entries)
+    def write_page(
+        self,
+        entries: Sequence[Any],
+        next_cursor: str | None,
+        has_more: bool,
+        fetched: int | None = None,
+    ) -> PageOutcome:
+        """Stage a page's entries and move the partition's checkpoint past it, atomically.
+
+        `fetched`: `FETCH_CLOCK.reserve(len(entries))` taken when the page's response arrived (default:
+        now, which is only right when nothing else writes pages fetched meanwhile).
+        """
+        outcome, lines, payload = self._prepare(entries, fetched)
         try:
             with self._conn.cursor() as cur:
                 self._copy(cur, lines, outcome, payload)
@@ -343,9 +418,12 @@ class StagingWriter:
             raise
         return outcome
 
-    def stage_entries(self, entries: Sequence[Any]) -> PageOutcome:
-        """Stage entries with no checkpoint (e.g. customers re-fetched while verifying deletions)."""
-        outcome, lines, payload = self._prepare(entries)
+    def stage_entries(self, entries: Sequence[Any], fetched: Sequence[int] | None = None) -> PageOutcome:
+        """Stage entries with no checkpoint (e.g. customers re-fetched while verifying deletions).
+
+        `fetched`: each entry's fetch order, taken when its response arrived (default: now).
+        """
+        outcome, lines, payload = self._prepare(entries, fetched)
         try:
             with self._conn.cursor() as cur:
                 self._copy(cur, lines, outcome, payload)
@@ -505,12 +583,6 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
                 differs = " OR ".join(f"c.{col} IS DISTINCT FROM {{new}}.{col}" for col in _UPDATABLE)
             else:
                 differs = "c.raw IS DISTINCT FROM {new}.raw"
-            cur.execute(
-                f"SELECT count(*) FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NOT NULL"
-                f" AND EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
-                (pass_id,),
-            )
-            undeleted = cur.fetchone()[0]
             # Latest fetch per uuid wins; of those, only candidates go on (their staging row by fetch_seq).
             cur.execute(
                 f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
@@ -543,16 +615,20 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
                         # first and parse rows that are not candidates.
                         f" JOIN {STAGING_TABLE} s USING (fetch_seq) OFFSET 0),"
                         f" mapped AS (SELECT {mapped_columns_sql('l')} FROM staged l),"
-                        f" changed AS (SELECT m.* FROM mapped m LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
+                        # was_deleted: the row (as before this statement) is flagged deleted; the upsert
+                        # always rewrites such a row, so those are the customers it undeletes.
+                        f" changed AS (SELECT m.*, c.deleted_at IS NOT NULL AS was_deleted FROM mapped m"
+                        f" LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
                         f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs.format(new='m')}),"
                         f" up AS (INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
                         f" SELECT {_DATA_COLS}, now(), now(), NULL FROM changed"
                         f" ON CONFLICT (uuid) DO UPDATE SET {assignments}, synced_at = now(), deleted_at = NULL"
                         f" WHERE c.deleted_at IS NOT NULL OR {differs.format(new='EXCLUDED')}"
                         " RETURNING (xmax = 0) AS inserted)"
-                        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+                        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
+                        " (SELECT count(*) FROM changed WHERE was_deleted) FROM up"
                     )
-                    inserted, updated = cur.fetchone()
+                    inserted, updated, undeleted = cur.fetchone()
                     cur.execute("RELEASE SAVEPOINT upsert")
                     break
                 except psycopg2.DataError:

@@ -65,7 +65,8 @@ def customers_ddl() -> list[str]:
 # ---- Extraction bookkeeping (owned by the loader; no reader outside cm_pipeline should depend on these) --
 
 STAGING_TABLE = f"{SCHEMA}._customers_staging"
-STAGING_SEQUENCE = f"{SCHEMA}._customers_staging_fetch_seq"
+# The sequence that numbered staged rows when fetch_seq was taken at write time (dropped by ensure_tables).
+OLD_STAGING_SEQUENCE = f"{SCHEMA}._customers_staging_fetch_seq"
 PASSES_TABLE = f"{SCHEMA}._extract_passes"
 CHECKPOINTS_TABLE = f"{SCHEMA}._extract_checkpoints"
 REJECTS_TABLE = f"{SCHEMA}._extract_rejects"
@@ -79,6 +80,9 @@ PUBLISH_LOG_TABLE = f"{SCHEMA}.publish_log"
 
 # The staging table: where/when each entry came from, its uuid, the values Python validated, and raw as
 # TEXT (the JSON text prepare_entry built) with its md5: publish parses only new or changed entries.
+# fetch_seq is the entry's FETCH order (loader.FetchClock: wall-clock nanoseconds taken when the HTTP
+# response arrived, strictly increasing, unique per row), staged by the COPY: publish keeps each uuid's
+# latest fetch, whichever worker wrote its page first.
 STAGING_TYPED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "bigint"),
     ("mrr", "bigint"),
@@ -88,6 +92,7 @@ STAGING_TYPED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("free_trial_started_at", "timestamptz"),
 )
 STAGING_COLUMN_NAMES: tuple[str, ...] = (
+    "fetch_seq",
     "pass_id",
     "partition",
     "uuid",
@@ -118,7 +123,6 @@ def extraction_ddl() -> list[str]:
     typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
     return [
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-        f"CREATE SEQUENCE IF NOT EXISTS {STAGING_SEQUENCE}",
         f"""CREATE TABLE IF NOT EXISTS {PASSES_TABLE} (
     pass_id bigserial PRIMARY KEY,
     filters jsonb NOT NULL,
@@ -140,7 +144,7 @@ def extraction_ddl() -> list[str]:
     PRIMARY KEY (pass_id, partition)
 )""",
         f"""CREATE UNLOGGED TABLE IF NOT EXISTS {STAGING_TABLE} (
-    fetch_seq bigint NOT NULL DEFAULT nextval('{STAGING_SEQUENCE}'),
+    fetch_seq bigint NOT NULL,
     pass_id bigint NOT NULL,
     partition text NOT NULL,
     uuid text NOT NULL,
