@@ -6,6 +6,7 @@ both call `run_extraction`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -15,9 +16,10 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
-from cm_pipeline.chartmogul.errors import BadRequestError, ChartMogulError, NotFoundError
+from cm_pipeline.chartmogul.errors import APIError, ChartMogulError, NotFoundError
 from cm_pipeline.chartmogul.models import STATUS_FILTERS, filter_to_status
 from cm_pipeline.warehouse.loader import (
+    FETCH_CLOCK,
     VERIFY_PARTITION,
     DeletionCheck,
     Pass,
@@ -42,6 +44,33 @@ from cm_pipeline.warehouse.partitions import (
 
 ALL_PARTITION = "all"  # the single partition of an unpartitioned (single-cursor) pass
 MAX_PROBLEMS_LOGGED = 20
+# 4xx answers that say nothing about a saved cursor (the key, the account, the rate): never a restart.
+NOT_A_CURSOR_PROBLEM = frozenset({401, 403, 429})
+
+
+def refuses_saved_cursor(exc: BaseException) -> bool:
+    """Whether an error on a request carrying a saved cursor means the cursor is no longer valid.
+
+    Any 4xx but 401, 403 and 429: a 400 "Invalid cursor", a 404 or 422 for an expired one, or another
+    answer the API may give; 5xx and transport errors are retried by the client, never a restart.
+    """
+    return (
+        isinstance(exc, APIError)
+        and exc.status is not None
+        and 400 <= exc.status < 500
+        and exc.status not in NOT_A_CURSOR_PROBLEM
+    )
+
+
+def deletion_outcome(exc: ChartMogulError) -> str:
+    """'deleted' only for the API's own not-found answer: a 404 with a JSON error body.
+
+    A 404 whose body is HTML, empty or not JSON comes from a gateway or proxy in front of the API (or a
+    wrong base URL): it proves nothing about the customer, so it is an 'error', as is any other answer.
+    """
+    if not isinstance(exc, NotFoundError) or exc.status != 404:
+        return "error"
+    return "deleted" if isinstance(exc.details, dict) and exc.details else "error"
 
 
 class Log(Protocol):
@@ -143,6 +172,32 @@ class ExtractResult:
     coverage: list[str] = field(default_factory=list)  # split statuses checked against the API's count
 
 
+class Heartbeat:
+    """Logs `line()` every `interval` seconds from a daemon thread until the block ends.
+
+    For the phases that wait on one long call (deletion checks, the publish transaction): the run log
+    keeps moving. Dagster's log manager accepts records from any thread.
+    """
+
+    def __init__(self, log: Log, interval: float, line):
+        self.log, self.interval, self.line = log, interval, line
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cm-extract-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):  # a progress line must never break the run
+                self.log.info(self.line())
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class _Progress:
     """Shared counters, updated by workers; only the main thread logs."""
 
@@ -151,6 +206,7 @@ class _Progress:
         self.parts = {p: PartitionProgress(p) for p in partitions}
         self.coverage: list[str] = []  # one line per split status checked against the API's count
         self.messages: list[str] = []  # rejected rows and field problems, the first MAX_PROBLEMS_LOGGED
+        self.notes: list[str] = []  # events a worker met that must always be logged (e.g. a restart)
         self.rejected_count = 0
         self.problem_count = 0
         self.logged = 0  # how many messages were logged already
@@ -265,8 +321,18 @@ class Extraction:
 
     def publish(self) -> ExtractResult:
         the_pass, progress, checks = self.the_pass, self.progress, self.checks
-        result = publish(self.engine, the_pass.pass_id, checks)
-        clear_staging(self.engine, the_pass.pass_id)
+        with progress.lock:
+            staged = sum(p.customers + p.resumed_customers for p in progress.parts.values())
+        staged += sum(1 for c in checks if c.outcome == "alive")
+        started = time.monotonic()
+        self.log.info(f"extract: publishing pass {the_pass.pass_id}: {staged} staged rows")
+        with Heartbeat(
+            self.log,
+            self.options.progress_interval,
+            lambda: f"extract: publishing: {staged} staged rows, {time.monotonic() - started:.0f} s elapsed",
+        ):
+            result = publish(self.engine, the_pass.pass_id, checks)
+            clear_staging(self.engine, the_pass.pass_id)
         requests_after, before = self.client.stats, self.requests_before
         pages, customers = progress.totals()
         duration = time.monotonic() - self.started
@@ -421,10 +487,11 @@ def _check_coverage(
 
 
 def _log_problems(progress: _Progress, log: Log) -> None:
-    """Log the (bounded) rejected rows and field problems not logged yet."""
+    """Log the workers' notes and the (bounded) rejected rows and field problems not logged yet."""
     with progress.lock:
         lines, progress.logged = progress.messages[progress.logged :], len(progress.messages)
-    for line in lines:
+        notes, progress.notes = progress.notes, []
+    for line in [*notes, *lines]:
         log.warning(f"extract: {line}")
 
 
@@ -463,15 +530,21 @@ def _walk_partition(
                         stop,
                     )
                     break
-                except BadRequestError as exc:
-                    if cursor is None or part.pages > 0:
+                except APIError as exc:
+                    # Only the first request of this run carries the saved cursor (later ones carry
+                    # cursors the API just gave).
+                    if cursor is None or part.pages > 0 or not refuses_saved_cursor(exc):
                         raise
-                    # The saved cursor was refused (expired?): redo this partition from its start.
-                    progress_note = f"partition {name}: saved cursor refused ({exc.message}); restarting it"
-                    with progress.lock:
-                        progress.messages.append(progress_note)
-                        part.resumed_pages = part.resumed_customers = 0
+                    # The saved cursor is no longer valid (expired?): redo this partition from its start.
+                    note = (
+                        f"partition {name}: the saved cursor was refused (HTTP {exc.status}: {exc.message});"
+                        f" restarting the partition from its first page (its {part.resumed_customers} staged"
+                        " customers are walked again)"
+                    )
                     writer.restart_partition()
+                    with progress.lock:
+                        progress.notes.append(note)
+                        part.resumed_pages = part.resumed_customers = 0
                     cursor = None
         with progress.lock:
             part.state = "stopped" if stop.is_set() and part.state == "running" else "done"
@@ -491,7 +564,9 @@ def _walk_pages(
         per_page=options.per_page,
         cursor=cursor,
     ):
-        outcome = writer.write_page(page.entries, page.cursor, page.has_more)
+        # The fetch order is taken as the response arrives: another worker may write a later page first.
+        fetched = FETCH_CLOCK.reserve(len(page.entries))
+        outcome = writer.write_page(page.entries, page.cursor, page.has_more, fetched=fetched)
         mismatches = (
             sum(1 for e in page.entries if e.get("status") != expected_status) if expected_status else 0
         )
@@ -513,42 +588,62 @@ def _walk_pages(
 def _verify(
     client, engine: Engine, pass_id: int, uuids: list[str], options: ExtractOptions, log: Log
 ) -> list[DeletionCheck]:
-    """GET each unseen customer (concurrently, through the client's limiter); stage the ones still alive."""
+    """GET each unseen customer (concurrently, through the client's limiter); stage the ones still alive.
 
-    def check(uuid: str) -> tuple[DeletionCheck, dict | None]:
+    Only the API's JSON 404 verifies a deletion (`deletion_outcome`); a 200 must be the customer asked
+    for to count as alive; anything else is an error and leaves the row untouched.
+    """
+
+    def check(uuid: str) -> tuple[DeletionCheck, dict | None, int]:
         try:
             entry = client.retrieve_customer(uuid)
-        except NotFoundError as exc:
-            return DeletionCheck(uuid, "deleted", 404, exc.message), None
         except ChartMogulError as exc:
-            return DeletionCheck(
-                uuid, "error", exc.status, f"{type(exc).__name__}: {exc.message}"[:500]
-            ), None
+            outcome = deletion_outcome(exc)
+            if outcome == "deleted":
+                return DeletionCheck(uuid, "deleted", 404, exc.message), None, 0
+            why = f"{type(exc).__name__}: {exc.message}"
+            if isinstance(exc, NotFoundError):
+                why = f"404 without the API's JSON error body (a gateway or proxy?): {exc.message}"
+            return DeletionCheck(uuid, "error", exc.status, why[:500]), None, 0
+        fetched = FETCH_CLOCK.reserve(1)  # as the answer arrived
         if not isinstance(entry, dict) or entry.get("uuid") != uuid:
-            return DeletionCheck(uuid, "error", 200, "answer is not this customer"), None
-        return DeletionCheck(uuid, "alive", 200, None), entry
+            got = entry.get("uuid") if isinstance(entry, dict) else type(entry).__name__
+            return (
+                DeletionCheck(uuid, "error", 200, f"answer is not this customer (got {got!r})"[:500]),
+                None,
+                0,
+            )
+        return DeletionCheck(uuid, "alive", 200, None), entry, fetched
 
     checks: list[DeletionCheck] = []
     alive: list[dict] = []
-    last_log = time.monotonic()
+    fetched_at: list[int] = []
+    started = time.monotonic()
+
+    def line() -> str:
+        done = len(checks)
+        return (
+            f"extract: verifying unseen customers: {done}/{len(uuids)} checked,"
+            f" {time.monotonic() - started:.0f} s elapsed"
+        )
+
     with (
+        Heartbeat(log, options.progress_interval, line),
         ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="cm-verify") as pool,
         StagingWriter(engine, pass_id, VERIFY_PARTITION) as writer,
     ):
-        for result, entry in pool.map(check, uuids):
+        for result, entry, fetched in pool.map(check, uuids):
             checks.append(result)
             if entry is not None:
                 alive.append(entry)
+                fetched_at.append(fetched)
                 if len(alive) >= options.per_page:
-                    writer.stage_entries(alive)
-                    alive = []
+                    writer.stage_entries(alive, fetched_at)
+                    alive, fetched_at = [], []
             if result.outcome == "error":
                 log.warning(f"extract: could not verify {result.uuid} ({result.message}); left untouched")
-            if time.monotonic() - last_log >= options.progress_interval:
-                log.info(f"extract: verified {len(checks)}/{len(uuids)} unseen customers")
-                last_log = time.monotonic()
         if alive:
-            writer.stage_entries(alive)
+            writer.stage_entries(alive, fetched_at)
     counts = {o: sum(1 for c in checks if c.outcome == o) for o in ("deleted", "alive", "error")}
     log.info(
         f"extract: verification: {counts['deleted']} answered 404 (deleted), {counts['alive']} still exist "
