@@ -1,18 +1,34 @@
 """Asset checks on chartmogul_customers: key integrity, no unverified disappearance, freshness."""
 
-from datetime import timedelta
-
 import dagster as dg
 import sqlalchemy as sa
 
 from cm_pipeline.assets.extract import chartmogul_customers
+from cm_pipeline.assets.freshness import (
+    REFRESH_CRON_ENV,
+    FreshnessWindows,
+    freshness_windows,
+    refresh_cron_now,
+)
 from cm_pipeline.resources import WarehouseResource
 from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, DELETION_CHECKS_TABLE, PUBLISH_LOG_TABLE
 
-# The schedule is hourly by default: a publish older than two hours means at least one refresh was missed.
-# The asset also carries a FreshnessPolicy with the same window (evaluated by the Dagster daemon between
-# runs); this check reads the warehouse's own publish log, and can be run on demand from the UI.
-DEFAULT_FRESHNESS = timedelta(hours=2)
+# Freshness follows the refresh cron (WAREHOUSE_REFRESH_CRON, read when the check runs; hourly by default):
+# warn after 1.5x the longest gap between two ticks, fail after 2x (see freshness.py). The asset's
+# FreshnessPolicy (evaluated by the Dagster daemon between runs) uses the same windows; this check reads the
+# warehouse's own publish log, and can be run on demand from the UI.
+
+
+def freshness_verdict(age_seconds: float | None, windows: FreshnessWindows) -> tuple[bool, str, str | None]:
+    """(passed, severity "WARN" | "ERROR", description) for a last publish `age_seconds` old."""
+    if age_seconds is None:
+        return False, "ERROR", "no publish recorded"
+    if age_seconds <= windows.warn.total_seconds():
+        return True, "WARN", None
+    late = f"last publish is {age_seconds / 3600:.1f} h old; the refresh runs on '{windows.cron}'"
+    if age_seconds <= windows.fail.total_seconds():
+        return False, "WARN", f"{late} (warn after {windows.warn}, fail after {windows.fail})"
+    return False, "ERROR", f"{late}: more than {windows.fail} without a publish"
 
 
 def _missing_table(conn, table: str) -> bool:
@@ -96,7 +112,14 @@ def customers_no_unverified_disappearance(warehouse: WarehouseResource) -> dg.As
 
 @dg.asset_check(asset=chartmogul_customers)
 def customers_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """The last publish recorded in the warehouse (chartmogul.publish_log) is under two hours old (WARN)."""
+    """The last publish (chartmogul.publish_log) is recent for the refresh cron: warn at 1.5x its longest gap, fail at 2x."""
+    cron = refresh_cron_now()
+    try:
+        windows = freshness_windows(cron)
+    except ValueError as exc:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR, description=f"{REFRESH_CRON_ENV}: {exc}"
+        )
     engine = warehouse.get_engine()
     try:
         with engine.connect() as conn:
@@ -108,16 +131,18 @@ def customers_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                 ).scalar()
     finally:
         engine.dispose()
-    limit = DEFAULT_FRESHNESS.total_seconds()
-    fresh = age is not None and float(age) <= limit
+    age = float(age) if age is not None else None
+    passed, severity, description = freshness_verdict(age, windows)
     return dg.AssetCheckResult(
-        passed=fresh,
-        severity=dg.AssetCheckSeverity.WARN,
+        passed=passed,
+        severity=dg.AssetCheckSeverity(severity),
         metadata={
-            "seconds_since_last_publish": dg.FloatMetadataValue(float(age) if age is not None else None),
-            "limit_seconds": dg.FloatMetadataValue(limit),
+            "seconds_since_last_publish": dg.FloatMetadataValue(age),
+            "refresh_cron": cron,
+            "warn_after_seconds": dg.FloatMetadataValue(windows.warn.total_seconds()),
+            "limit_seconds": dg.FloatMetadataValue(windows.fail.total_seconds()),
         },
-        description=None if fresh else "no publish recorded" if age is None else "last publish is too old",
+        description=description,
     )
 
 

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 from pydantic import Field
 
+from cm_pipeline.assets.freshness import DEFAULT_REFRESH_CRON, freshness_policy_for
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline.warehouse.extraction import ExtractOptions, ExtractResult, run_extraction
 from cm_pipeline.warehouse.schema import CUSTOMER_COLUMNS, CUSTOMERS_TABLE
@@ -187,10 +188,9 @@ def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
     pool=WAREHOUSE_REFRESH_POOL,
     kinds={"python", "postgres"},
     metadata={"dagster/table_name": CUSTOMERS_TABLE, "dagster/column_schema": CUSTOMERS_TABLE_SCHEMA},
-    # Hourly schedule: warn after 90 minutes without a publish, fail after two hours (the daemon evaluates it).
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
-    ),
+    # For the default hourly cron: warn after 90 minutes without a publish, fail after two hours (the daemon
+    # evaluates it). A code location on another cron sets freshness_policy_for(cron) when it loads.
+    freshness_policy=freshness_policy_for(DEFAULT_REFRESH_CRON),
 )
 def chartmogul_customers(
     context: dg.AssetExecutionContext,
