@@ -6,6 +6,7 @@ on one client, so they all share one `RateLimiter` and one connection pool.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util import Timeout
 
 from cm_pipeline.chartmogul.errors import (
     APIError,
@@ -78,6 +80,36 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
         return None
     return max(0.0, seconds)
+
+
+def secret_forms(api_key: str) -> tuple[str, ...]:
+    """Every text form of the key worth scrubbing, longest first: the key, its Basic-auth token
+    base64("KEY:") with and without padding, base64 of the bare key, and the percent-encoded key."""
+    token = base64.b64encode(f"{api_key}:".encode()).decode("ascii")
+    bare = base64.b64encode(api_key.encode()).decode("ascii")
+    forms = {api_key, token, token.rstrip("="), bare, bare.rstrip("="), quote(api_key, safe="")}
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`value` with every secret form replaced by ***: strings, and the strings inside dicts/lists."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub(v, secrets) for v in value)
+    return value
+
+
+def attempt_timeout(connect: float, read: float, left: float, minimum: float) -> tuple[float, float, float]:
+    """(connect, read, total) seconds for a retry with `left` seconds of the retry budget remaining:
+    each cut to what is left, but never below `minimum`."""
+    left = max(left, minimum)
+    return (min(connect, left), min(read, left), left)
 
 
 def _safe_base_url(url: str) -> str:
@@ -147,6 +179,7 @@ class ChartMogulClient:
         max_attempts: int = 8,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        min_attempt_seconds: float = 0.5,
         rng: random.Random | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
@@ -169,14 +202,20 @@ class ChartMogulClient:
             raise ValueError(f"max_attempts: must be an integer >= 1, got {max_attempts!r}")
         if backoff_base <= 0 or backoff_max <= 0:
             raise ValueError("backoff_base/backoff_max: must be positive")
+        if not isinstance(min_attempt_seconds, int | float) or min_attempt_seconds <= 0:
+            raise ValueError(f"min_attempt_seconds: must be a positive number, got {min_attempt_seconds!r}")
 
         self._api_key = api_key
+        self._secrets = secret_forms(api_key)
         self.base_url = base_url.rstrip("/")
         self.timeout = (float(connect_timeout), float(read_timeout))
         self.max_retry_seconds = float(max_retry_seconds)
         self.max_attempts = max_attempts
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
+        # A retry is only started with at least this much of the retry budget left (its timeouts are
+        # cut to what is left): no retry is worth less than this, and none may outlast the budget.
+        self.min_attempt_seconds = min(float(min_attempt_seconds), float(read_timeout))
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self.limiter = RateLimiter(max_requests_per_second, max_connections)
@@ -224,53 +263,92 @@ class ChartMogulClient:
         return snap
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key in text else text
+        return scrub(text, self._secrets)
 
     def _scrub_error(self, err: ChartMogulError) -> ChartMogulError:
-        err.message = self._scrub(err.message)
+        """`err` with every text part scrubbed of the key, and no exception chain."""
+        for name in ("message", "param", "path", "method"):
+            value = getattr(err, name, None)
+            if isinstance(value, str):
+                setattr(err, name, scrub(value, self._secrets))
         if err.details is not None:
-            raw = json.dumps(err.details, ensure_ascii=False, default=str)
-            if self._api_key in raw:
-                err.details = json.loads(self._scrub(raw))
+            err.details = scrub(err.details, self._secrets)
         err.args = (err.message,)
+        err.__cause__ = None
+        err.__context__ = None
         return err
 
-    def _send_once(self, method: str, path: str, params: dict | None, body: Any) -> Any:
-        """One HTTP exchange through the limiter; returns parsed JSON or raises a ChartMogulError."""
-        url = self.base_url + path
-        try:
-            with self.limiter.slot():
-                resp = self._session.request(
-                    method, url, params=params, json=body, timeout=self.timeout, allow_redirects=False
-                )
-                content = resp.content  # read the body while holding the slot
-        except requests.exceptions.SSLError as exc:
-            self._stats.record_transport_error()
-            raise TransportError(
-                f"TLS error: {type(exc).__name__}", kind="ssl", retriable=False, method=method, path=path
-            ) from None
-        except requests.exceptions.ConnectTimeout:
-            self._stats.record_transport_error()
-            raise TransportError(
-                f"connect timed out after {self.timeout[0]:g} s",
-                kind="connect_timeout",
-                method=method,
-                path=path,
-            ) from None
-        except requests.exceptions.ReadTimeout:
-            self._stats.record_transport_error()
-            raise TransportError(
-                f"no response within the {self.timeout[1]:g} s read timeout",
+    def _transport_error(
+        self, exc: requests.exceptions.RequestException, method: str, path: str, timeout: tuple
+    ) -> ChartMogulError:
+        """The typed error for a requests exception; it never references `exc` (whose `.request`
+        carries the Authorization header)."""
+        name = type(exc).__name__
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TransportError(f"TLS error: {name}", kind="ssl", retriable=False, method=method, path=path)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return TransportError(
+                f"connect timed out after {timeout[0]:g} s", kind="connect_timeout", method=method, path=path
+            )
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return TransportError(
+                f"no response within the {timeout[1]:g} s read timeout",
                 kind="timeout",
                 method=method,
                 path=path,
-            ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            self._stats.record_transport_error()
+            )
+        reason = self._scrub(str(exc.args[0] if exc.args else exc))[:200]
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
+            return TransportError(
+                f"connection failed or dropped ({name}: {reason})", method=method, path=path
+            )
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return TransportError(
+                f"undecodable response body ({name}: {reason})", kind="protocol", method=method, path=path
+            )
+        return TransportError(
+            f"request could not be sent ({name}: {reason})",
+            kind="request",
+            retriable=False,
+            method=method,
+            path=path,
+        )
+
+    def _send_once(
+        self, method: str, path: str, params: dict | None, body: Any, deadline: float | None = None
+    ) -> Any:
+        """One HTTP exchange through the limiter; returns parsed JSON or raises a ChartMogulError.
+
+        `deadline` (monotonic seconds; None on a first attempt) cuts this attempt's timeouts to the
+        retry budget left once it holds its limiter slot.
+        """
+        url = self.base_url + path
+        failure: Exception | None = None
+        timeout: Any = self.timeout
+        shown = self.timeout
+        try:
+            with self.limiter.slot():
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    connect, read, total = attempt_timeout(*self.timeout, left, self.min_attempt_seconds)
+                    shown = (connect, read)
+                    timeout = Timeout(connect=connect, read=read, total=total)
+                resp = self._session.request(
+                    method, url, params=params, json=body, timeout=timeout, allow_redirects=False
+                )
+                content = resp.content  # read the body while holding the slot
+        except requests.exceptions.InvalidJSONError as exc:
             reason = self._scrub(str(exc.args[0] if exc.args else exc))[:200]
-            raise TransportError(
-                f"connection failed or dropped ({type(exc).__name__}: {reason})", method=method, path=path
-            ) from None
+            failure = ValueError(f"body: must be JSON-serialisable ({reason})")
+        except requests.exceptions.RequestException as exc:
+            self._stats.record_transport_error()
+            failure = self._transport_error(exc, method, path, shown)
+        if failure is not None:
+            # Raised here, outside the except clause, so it has no __context__ pointing at the requests
+            # exception (whose .request holds the Authorization header).
+            if isinstance(failure, ChartMogulError):
+                raise self._scrub_error(failure)
+            raise failure
 
         status = resp.status_code
         self._stats.record_response(status)
@@ -280,13 +358,16 @@ class ChartMogulClient:
             try:
                 return json.loads(content)
             except ValueError:
-                # A 2xx whose body does not parse was cut short on the way: worth another attempt.
-                raise TransportError(
+                pass
+            # A 2xx whose body does not parse was cut short on the way: worth another attempt.
+            raise self._scrub_error(
+                TransportError(
                     f"HTTP {status} with an unreadable body: {html_excerpt(content.decode('utf-8', 'replace'), 80)!r}",
                     kind="protocol",
                     method=method,
                     path=path,
-                ) from None
+                )
+            )
         err = error_from_response(status, content, resp.headers.get("Content-Type"), method=method, path=path)
         err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         raise self._scrub_error(err)
@@ -299,13 +380,20 @@ class ChartMogulClient:
         return backoff_delay(attempt, self.backoff_base, self.backoff_max, rand)
 
     def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
-        """Send with retries on 429/5xx/transport errors, bounded by max_attempts and max_retry_seconds."""
+        """Send with retries on 429/5xx/transport errors, bounded by max_attempts and max_retry_seconds.
+
+        The first attempt gets the configured timeouts. A retry starts only when at least
+        `min_attempt_seconds` of the budget is left after its wait, and its timeouts are cut to
+        what is left, so a call that retries ends within max_retry_seconds of its start.
+        """
         started = time.monotonic()
+        deadline: float | None = None  # set once retrying: no retry may outlast the budget
         attempt = 0
+        log_path = self._scrub(path)
         while True:
             attempt += 1
             try:
-                return self._send_once(method, path, params, body)
+                return self._send_once(method, path, params, body, deadline)
             except ChartMogulError as err:
                 err.attempts = attempt
                 if not is_retriable(err):
@@ -317,18 +405,19 @@ class ChartMogulClient:
                     if err.status is not None
                     else f"{getattr(err, 'kind', 'transport')} error"
                 )
-                if attempt >= self.max_attempts or elapsed + wait > self.max_retry_seconds:
+                left = self.max_retry_seconds - elapsed - wait
+                if attempt >= self.max_attempts or left < self.min_attempt_seconds:
                     log.warning(
                         "ChartMogul %s %s: %s, giving up after %d attempt(s) in %.1f s (retry budget %.0f s)",
                         method,
-                        path,
+                        log_path,
                         what,
                         attempt,
                         elapsed,
                         self.max_retry_seconds,
                         extra={
                             "cm_method": method,
-                            "cm_path": path,
+                            "cm_path": log_path,
                             "cm_status": err.status,
                             "cm_attempt": attempt,
                         },
@@ -341,7 +430,7 @@ class ChartMogulClient:
                     logging.INFO if err.status == 429 else logging.WARNING,
                     "ChartMogul %s %s: %s (%s), retry %d in %.2f s%s",
                     method,
-                    path,
+                    log_path,
                     what,
                     err.message[:120],
                     attempt,
@@ -349,12 +438,13 @@ class ChartMogulClient:
                     " (Retry-After)" if err.retry_after is not None else "",
                     extra={
                         "cm_method": method,
-                        "cm_path": path,
+                        "cm_path": log_path,
                         "cm_status": err.status,
                         "cm_wait": wait,
                         "cm_attempt": attempt,
                     },
                 )
+                deadline = started + self.max_retry_seconds
                 time.sleep(wait)
 
     # -- endpoints --------------------------------------------------------------------------------

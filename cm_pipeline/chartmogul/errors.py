@@ -66,11 +66,11 @@ class ChartMogulError(Exception):
 
 
 class TransportError(ChartMogulError):
-    """No usable HTTP response: connection refused or dropped, timeout, truncated body."""
+    """No usable HTTP response: connection refused or dropped, timeout, truncated body, unsendable request."""
 
     def __init__(self, message: str, *, kind: str = "connection", retriable: bool = True, **kw: Any) -> None:
         super().__init__(message, **kw)
-        self.kind = kind  # "connection" | "timeout" | "connect_timeout" | "protocol" | "ssl"
+        self.kind = kind  # "connection" | "timeout" | "connect_timeout" | "protocol" | "ssl" | "request"
         self.retriable = retriable
 
 

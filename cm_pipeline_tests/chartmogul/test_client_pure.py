@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
 
 from cm_pipeline.chartmogul import ChartMogulClient, Customer
-from cm_pipeline.chartmogul.client import USER_AGENT, backoff_delay, parse_retry_after
+from cm_pipeline.chartmogul.client import (
+    USER_AGENT,
+    attempt_timeout,
+    backoff_delay,
+    parse_retry_after,
+    scrub,
+    secret_forms,
+)
 from cm_pipeline.chartmogul.models import (
     CUSTOM_ATTRIBUTE_TYPES,
     STATUS_FILTERS,
@@ -81,6 +89,7 @@ def test_user_agent():
         ({"max_connections": 0}, "max_connections"),
         ({"max_requests_per_second": 0}, "max_requests_per_second"),
         ({"max_retry_seconds": -1}, "max_retry_seconds"),
+        ({"min_attempt_seconds": 0}, "min_attempt_seconds"),
     ],
 )
 def test_constructor_validation_names_the_field(kwargs, field):
@@ -111,3 +120,37 @@ def test_argument_validation_names_the_field():
 def test_repr_hides_credentials():
     c = ChartMogulClient("sekrit-key", base_url="https://user:pw@api.example.com/v1")
     assert "sekrit" not in repr(c) and "pw" not in repr(c) and "api.example.com" in repr(c)
+
+
+def test_secret_forms_cover_the_key_and_its_basic_auth_token():
+    key = "sk/live+key 1"
+    token = base64.b64encode(b"sk/live+key 1:").decode()
+    forms = secret_forms(key)
+    assert key in forms and token in forms and "sk%2Flive%2Bkey%201" in forms
+    assert list(forms) == sorted(forms, key=len, reverse=True)
+
+
+def test_scrub_reaches_nested_text_and_every_form():
+    key = "test-key-7f3a9c"
+    token = base64.b64encode(f"{key}:".encode()).decode()
+    secrets = secret_forms(key)
+    details = {
+        key: [f"bad {key}"],
+        "error_details": [{"param": key, "message": f"Authorization: Basic {token}"}],
+        "n": 3,
+    }
+    clean = scrub(details, secrets)
+    assert clean == {
+        "***": ["bad ***"],
+        "error_details": [{"param": "***", "message": "Authorization: Basic ***"}],
+        "n": 3,
+    }
+    assert scrub(f"x{token.rstrip('=')}y", secrets) == "x***y"
+    assert scrub("nothing secret", secrets) == "nothing secret"
+
+
+def test_attempt_timeout_is_cut_to_the_budget_left_with_a_floor():
+    assert attempt_timeout(5.0, 60.0, 300.0, 0.5) == (5.0, 60.0, 300.0)
+    assert attempt_timeout(5.0, 60.0, 2.0, 0.5) == (2.0, 2.0, 2.0)
+    assert attempt_timeout(0.2, 60.0, 2.0, 0.5) == (0.2, 2.0, 2.0)
+    assert attempt_timeout(5.0, 60.0, -1.0, 0.5) == (0.5, 0.5, 0.5)
