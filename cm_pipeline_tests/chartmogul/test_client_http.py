@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
+import socket
 import threading
 import time
 import traceback
 from random import Random
 
 import pytest
+import requests
 
 from cm_pipeline.chartmogul import ChartMogulClient
 from cm_pipeline.chartmogul.errors import (
@@ -21,9 +25,11 @@ from cm_pipeline.chartmogul.errors import (
     TransportError,
     UnprocessableEntityError,
 )
+from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.conftest import TEST_API_KEY
 
-sandbox_mod = pytest.importorskip("cm_pipeline.sandbox")
+# The key as it travels: in the Authorization header it is base64("KEY:").
+KEY_FORMS = (TEST_API_KEY, base64.b64encode(f"{TEST_API_KEY}:".encode()).decode())
 
 DEFAULT_KNOBS = {
     "latency_ms": 0.0,
@@ -40,7 +46,7 @@ DEFAULT_KNOBS = {
 
 @pytest.fixture(scope="module")
 def server():
-    with sandbox_mod.SandboxServer(customers=30, seed=7, api_key=TEST_API_KEY, port=0) as srv:
+    with SandboxServer(customers=30, seed=7, api_key=TEST_API_KEY, port=0) as srv:
         yield srv
 
 
@@ -72,6 +78,7 @@ def make_client(server):
             "max_retry_seconds": 10.0,
             "backoff_base": 0.02,
             "backoff_max": 0.2,
+            "min_attempt_seconds": 0.05,
             "rng": Random(1),
         }
         opts.update(kw)
@@ -105,6 +112,11 @@ def drain(ctl, n: int, timeout: float = 5.0) -> list[dict]:
 
 def a_customer(ctl) -> dict:
     return next(c for c in ctl.customers() if c.get("email"))
+
+
+def custom_ds(ctl) -> str:
+    """A Custom data source: the API creates customers only in those."""
+    return next(d["uuid"] for d in ctl.data_sources() if d["system"] == "Custom")
 
 
 # ---------------------------------------------------------------------------------------- endpoints
@@ -164,7 +176,7 @@ def test_retrieve_customer(client, ctl):
 
 
 def test_create_update_and_add_custom_attributes(client, ctl):
-    ds = a_customer(ctl)["data_source_uuid"]
+    ds = custom_ds(ctl)
     result = client.create_customer(
         {
             "data_source_uuid": ds,
@@ -205,7 +217,9 @@ def test_create_update_and_add_custom_attributes(client, ctl):
 def test_404_not_found_is_not_retried(client, ctl):
     with pytest.raises(NotFoundError) as info:
         client.retrieve_customer("cus_00000000-0000-0000-0000-000000000000")
-    assert info.value.status == 404 and info.value.message
+    err = info.value
+    assert (err.status, err.message, err.param) == (404, "Customer not found", "customer_uuid")
+    assert "(param 'customer_uuid')" in str(err)
     assert info.value.path == "/customers/cus_00000000-0000-0000-0000-000000000000"
     assert len(api_requests(ctl)) == 1
 
@@ -242,6 +256,24 @@ def test_422_field_list_shape_is_not_retried(client, ctl):
     assert info.value.param and info.value.message
     assert "error_details" in info.value.details
     assert len(api_requests(ctl)) == 1
+
+
+def test_422_errors_object_shape_reaches_the_caller_when_the_duplicate_is_ambiguous(client, ctl):
+    # Two customers already share the external_id, so create_customer cannot resolve the duplicate
+    # 422 to one of them: the API's {"errors": {...}} error must reach the caller as it came.
+    ds = custom_ds(ctl)
+    for _ in range(2):
+        ctl.insert_customer(data_source_uuid=ds, external_id="client-test-twice", name="Twice")
+    with pytest.raises(UnprocessableEntityError) as info:
+        client.create_customer({"data_source_uuid": ds, "external_id": "client-test-twice", "name": "n"})
+    err = info.value
+    message = "The external ID for this customer already exists in our system."
+    assert (err.status, err.param) == (422, "external_id")
+    assert err.message == f"external_id: {message}"
+    assert err.details == {"errors": {"external_id": message}}
+    assert err.attempts == 1
+    routes = [(r["method"], r["path"], r["status"]) for r in api_requests(ctl)]
+    assert routes == [("POST", "/v1/customers", 422), ("GET", "/v1/customers", 200)]
 
 
 # ---------------------------------------------------------------------------------------- retries
@@ -335,7 +367,7 @@ def test_total_retry_time_is_bounded(make_client, ctl):
     with pytest.raises(ChartMogulError):
         client.list_customers_page()
     elapsed = time.monotonic() - t0
-    assert elapsed <= 1.0 + 0.3 + 0.2  # the budget plus at most one backoff and one request
+    assert elapsed <= 1.0 + 0.15  # the budget, plus scheduling slack
     assert client.stats["retries"] >= 3
 
 
@@ -347,7 +379,7 @@ def test_read_timeout_is_retried_then_gives_up_within_budget(make_client, ctl):
         client.list_customers_page()
     elapsed = time.monotonic() - t0
     assert info.value.kind == "timeout" and info.value.attempts >= 2
-    assert elapsed <= 0.9 + 0.1 + 0.25 + 0.2
+    assert elapsed <= 0.9 + 0.15
     assert ctl.stats()["requests"] == info.value.attempts
     assert len(drain(ctl, info.value.attempts)) == info.value.attempts
 
@@ -357,6 +389,80 @@ def test_slow_but_within_read_timeout_succeeds(make_client, ctl):
     client = make_client(read_timeout=1.0)
     assert client.list_customers_page(per_page=2).entries
     assert client.stats["retries"] == 0
+
+
+def test_the_last_attempt_is_cut_to_the_retry_budget(make_client, ctl):
+    # Responses take longer than the whole budget. Uncut, the second attempt would get the full
+    # 0.8 s read timeout and the call would end near 0.8 + 0.8 s; cut, it ends at the 1.0 s budget.
+    ctl.configure(latency_ms=1200)
+    client = make_client(read_timeout=0.8, max_retry_seconds=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        client.list_customers_page(per_page=1)
+    elapsed = time.monotonic() - t0
+    err = info.value
+    assert err.kind == "timeout" and err.attempts >= 2
+    assert 0.8 <= elapsed <= 1.0 + 0.12
+    cut = float(re.search(r"within the ([0-9.]+) s read timeout", err.message).group(1))
+    assert cut < 0.3, err.message  # the last attempt's read timeout was what was left of the budget
+    assert len(drain(ctl, err.attempts)) == err.attempts
+
+
+@pytest.fixture
+def unanswered_port():
+    """A port whose SYNs go unanswered: a listener that never accepts, its accept queue full (Linux
+    then drops new SYNs, so a connect times out instead of being refused)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(16):
+        sock = socket.socket()
+        sock.settimeout(0.2)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except TimeoutError:
+            sock.close()
+            break
+        fillers.append(sock)
+    else:
+        pytest.fail("could not fill the accept queue of a local listener")
+    yield port
+    for sock in fillers:
+        sock.close()
+    listener.close()
+
+
+def test_connect_timeout_is_retried_then_raised_typed(make_client, unanswered_port):
+    client = make_client(
+        base_url=f"http://127.0.0.1:{unanswered_port}/v1", connect_timeout=0.2, max_attempts=3
+    )
+    t0 = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        client.retrieve_customer("cus_1")
+    elapsed = time.monotonic() - t0
+    err = info.value
+    assert (err.kind, err.attempts, err.status) == ("connect_timeout", 3, None)
+    assert "connect timed out after 0.2 s" in str(err) and "after 3 attempts" in str(err)
+    stats = client.stats
+    assert (stats["transport_errors"], stats["retries"]) == (3, 2)
+    assert 3 * 0.2 <= elapsed <= 3 * 0.2 + 2 * 0.04 + 0.15  # three timeouts and two short backoffs
+
+
+def test_connect_timeouts_stay_within_the_retry_budget(make_client, unanswered_port):
+    client = make_client(
+        base_url=f"http://127.0.0.1:{unanswered_port}/v1",
+        connect_timeout=0.3,
+        max_retry_seconds=0.8,
+        max_attempts=100,
+    )
+    t0 = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        client.retrieve_customer("cus_1")
+    elapsed = time.monotonic() - t0
+    assert info.value.kind == "connect_timeout" and info.value.attempts >= 3
+    assert 0.8 - 0.06 <= elapsed <= 0.8 + 0.12
 
 
 def test_connection_refused_is_a_transport_error(make_client):
@@ -383,7 +489,7 @@ def test_create_whose_response_is_lost_after_applying_makes_no_duplicate(make_cl
         fault_seed=4,
     )
     client = make_client()
-    ds = a_customer(ctl)["data_source_uuid"]
+    ds = custom_ds(ctl)
     before = len(ctl.customers())
     results = [
         client.create_customer({"data_source_uuid": ds, "external_id": f"idem-{i}", "name": f"Idem {i}"})
@@ -404,10 +510,7 @@ def test_create_whose_response_is_lost_after_applying_makes_no_duplicate(make_cl
 
 
 def test_limiter_bounds_rate_and_concurrency_measured_at_the_server(make_client, ctl):
-    # The sandbox's 1-second start window is not cleared by reset_stats(): let the previous test's
-    # requests age out of it so peak_requests_per_second measures only this test's.
-    time.sleep(1.05)
-    ctl.reset_stats()
+    # Concurrency binds here: 3 connections of 350 ms allow under 9 requests/s, below the 10/s cap.
     ctl.configure(latency_ms=350, rate_limit_rps=10, max_connections=3)
     client = make_client(max_requests_per_second=10, max_connections=3)
     errors = []
@@ -432,6 +535,50 @@ def test_limiter_bounds_rate_and_concurrency_measured_at_the_server(make_client,
     assert stats["rate_limited"] == 0 and stats["over_capacity"] == 0
     assert client.stats["peak_in_flight"] == 3  # the cap is used, not just respected
     assert client.stats["retries"] == 0
+
+
+def peak_in_any_second(stamps: list[float]) -> int:
+    """Most timestamps in any one-second window [t, t + 1)."""
+    stamps = sorted(stamps)
+    best = lo = 0
+    for hi, t in enumerate(stamps):
+        while stamps[lo] <= t - 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_limiter_bounds_the_rate_when_the_rate_binds(make_client, ctl):
+    # No latency and 10 connections: only the 20 requests/s cap can hold 5 threads back.
+    rate, threads_n, per_thread = 20, 5, 10
+    total = threads_n * per_thread
+    ctl.configure(latency_ms=0, rate_limit_rps=rate, max_connections=10)
+    client = make_client(max_requests_per_second=rate, max_connections=10)
+    errors = []
+
+    def hammer():
+        try:
+            for _ in range(per_thread):
+                client.list_customers_page(per_page=1)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(threads_n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    assert not errors
+    stats = ctl.stats()
+    assert stats["requests"] == total and stats["rate_limited"] == 0 and stats["over_capacity"] == 0
+    assert rate - 1 <= stats["peak_requests_per_second"] <= rate  # the cap is reached, never passed
+    log = drain(ctl, total)
+    assert len(log) == total
+    assert peak_in_any_second([r["ts"] for r in log]) <= rate
+    assert elapsed >= (total - rate) / rate  # what the rate implies, less one second's burst
+    assert client.stats["retries"] == 0 and client.stats["limiter_wait_seconds"] > 0
 
 
 # ---------------------------------------------------------------------------------------- secrecy
@@ -468,8 +615,86 @@ def test_api_key_never_appears_in_errors_reprs_or_logs(make_client, ctl, caplog)
             str(exc.__dict__),
         ]
     blob = "\n".join(texts)
-    assert TEST_API_KEY not in blob
+    for form in KEY_FORMS:
+        assert form not in blob
     assert "Authorization" not in blob and "Basic " not in blob
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """exc and every exception reachable from it through __cause__ and __context__."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is f for f in found):
+            continue
+        found.append(e)
+        todo += [e.__cause__, e.__context__]
+    return found
+
+
+def test_transport_errors_keep_no_chain_to_the_request_and_its_auth_header(make_client, ctl, unanswered_port):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # bound, not listening
+        provokers = {
+            "refused": make_client(base_url=refused, max_attempts=2).list_customers_page,
+            "connect_timeout": make_client(
+                base_url=f"http://127.0.0.1:{unanswered_port}/v1", connect_timeout=0.1, max_attempts=2
+            ).list_customers_page,
+        }
+        raised: dict[str, TransportError] = {}
+        for name, call in provokers.items():
+            with pytest.raises(TransportError) as info:
+                call()
+            raised[name] = info.value
+    ctl.configure(fault_rate=1.0, fault_kinds=["drop"])
+    with pytest.raises(TransportError) as info:
+        make_client(max_attempts=2).list_customers_page()
+    raised["dropped"] = info.value
+    ctl.configure(fault_rate=0.0, latency_ms=300)
+    with pytest.raises(TransportError) as info:
+        make_client(read_timeout=0.1, max_attempts=2).list_customers_page()
+    raised["read_timeout"] = info.value
+    ctl.configure(latency_ms=0)
+    drain(ctl, ctl.stats()["requests"])
+
+    kinds = {name: err.kind for name, err in raised.items()}
+    assert kinds == {
+        "refused": "connection",
+        "connect_timeout": "connect_timeout",
+        "dropped": "connection",
+        "read_timeout": "timeout",
+    }
+    for name, err in raised.items():
+        chain = exception_chain(err)
+        assert chain == [err], f"{name}: {err!r} chains to {chain[1:]!r}"
+        assert not any(isinstance(e, requests.exceptions.RequestException) for e in chain)
+        text = "\n".join([str(err), repr(err), str(vars(err)), "".join(traceback.format_exception(err))])
+        for form in KEY_FORMS:
+            assert form not in text, name
+        assert "Authorization" not in text
+
+
+def test_key_echoed_in_an_error_param_and_message_is_scrubbed(client, ctl):
+    # The sandbox echoes an invalid custom-attribute key as the param, and a bad value in the message.
+    email = a_customer(ctl)["email"]
+    with pytest.raises(UnprocessableEntityError) as info:
+        client.add_custom_attributes(email, [{"type": "String", "key": TEST_API_KEY, "value": "v"}])
+    err = info.value
+    assert err.param == "***" and "***" in err.message
+    token = KEY_FORMS[1]
+    with pytest.raises(UnprocessableEntityError) as info2:
+        client.add_custom_attributes(
+            email, [{"type": "Integer", "key": "client_test_tok", "value": f"Basic {token}"}]
+        )
+    assert "Basic ***" in info2.value.message
+    for e in (err, info2.value):
+        text = "\n".join(
+            [str(e), repr(e), str(e.details), str(vars(e)), "".join(traceback.format_exception(e))]
+        )
+        for form in KEY_FORMS:
+            assert form not in text
 
 
 def test_retry_after_beyond_the_budget_gives_up_at_once(make_client, ctl):
