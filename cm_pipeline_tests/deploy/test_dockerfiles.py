@@ -4,15 +4,24 @@ the Dagster versions they pin are the ones this project is tested with."""
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
+import os
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from cm_pipeline.project import REPO_ROOT
 from cm_pipeline_tests.deploy.stack import DOCKER_DIR
 
 DOCKERFILES = ("Dockerfile.user_code", "Dockerfile.dagster")
+# What the user-code image leaves out: the embedded Postgres (demo/tests only) and the webserver (its
+# own image), with the webserver's GraphQL layer, which nothing else in the image requires.
+NOT_IN_USER_CODE_IMAGE = {"pgserver": "pgserver", "dagster-webserver": "dagster_webserver"}
 
 
 def _instructions(name: str) -> list[tuple[str, str]]:
@@ -52,13 +61,59 @@ def test_pinned_dagster_versions_match_the_tested_ones(name):
     assert f"DAGSTER_LIBS_VERSION={args['DAGSTER_LIBS_VERSION']}" in env_example
 
 
-def test_user_code_image_prepares_dbt_and_serves_the_definitions():
-    instructions = _instructions("Dockerfile.user_code")
-    runs = " ".join(args for i, args in instructions if i == "RUN")
-    assert "python -m cm_pipeline.dbt_project prepare" in runs
-    import cm_pipeline.dbt_project as dbt_project
+def _make_recipe(target: str) -> list[str]:
+    """The command lines of a Makefile target's recipe."""
+    lines = (REPO_ROOT / "Makefile").read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if re.match(rf"{re.escape(target)}\s*:", line))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
 
-    assert callable(dbt_project.prepare_manifest)
+
+def _module_invocations(commands: list[str]) -> list[list[str]]:
+    """`[module, *args]` of every `python -m module args` in `commands`."""
+    found = []
+    for command in commands:
+        words = shlex.split(command)
+        for n, word in enumerate(words[:-1]):
+            if word == "-m" and os.path.basename(words[n - 1]).startswith("python"):
+                rest = words[n + 1 :]
+                end = rest.index("&&") if "&&" in rest else len(rest)
+                found.append(rest[:end])
+    return found
+
+
+def test_user_code_image_prepares_dbt_with_the_make_setup_entry_point():
+    """The image prepares the manifest with the very command `make setup` runs.
+
+    What that command does (dbt parse into dbt_project/target/manifest.json) is covered by
+    cm_pipeline_tests/dbt/test_dbt_wiring.py::test_clean_checkout_gets_a_manifest_and_edits_make_it_stale.
+    """
+    (setup,) = [m for m in _module_invocations(_make_recipe("setup")) if m[0] == "cm_pipeline.dbt_project"]
+    assert setup == ["cm_pipeline.dbt_project", "prepare"]
+    runs = [args for i, args in _instructions("Dockerfile.user_code") if i == "RUN"]
+    assert setup in _module_invocations(runs), (
+        f"Dockerfile.user_code does not run `python -m {' '.join(setup)}`"
+    )
+
+    # The entry point is a real command line: it runs as a module and knows the subcommand.
+    result = subprocess.run(
+        [sys.executable, "-m", setup[0], "no-such-command"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    usage = result.stderr.strip().splitlines()[-1]
+    assert usage.startswith(f"usage: python -m {setup[0]}") and setup[1] in usage, usage
+
+
+def test_user_code_image_serves_the_definitions_as_a_user():
+    instructions = _instructions("Dockerfile.user_code")
     cmd = next(args for i, args in instructions if i == "CMD")
     assert '"api", "grpc"' in cmd and '"cm_pipeline.definitions"' in cmd
     users = [args for i, args in instructions if i == "USER"]
@@ -71,3 +126,118 @@ def test_webserver_image_runs_as_a_user_and_holds_no_user_code():
     assert "cm_pipeline" not in copied.replace("docker/", "")
     users = [args for i, args in instructions if i == "USER"]
     assert users and users[-1] != "root"
+
+
+def _load_requirements_script():
+    spec = importlib.util.spec_from_file_location(
+        "user_code_requirements", DOCKER_DIR / "user_code_requirements.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pyproject_dependencies() -> list[str]:
+    toml = _load_requirements_script().tomllib  # tomllib, or tomli on Python 3.10
+    return toml.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def _image_requirements() -> list[str]:
+    """What Dockerfile.user_code asks pip for: pyproject's filtered dependencies and the pinned extras."""
+    script = _load_requirements_script()
+    pinned = re.findall(
+        r'"([A-Za-z0-9-]+)==\$\{[A-Z_]+\}"', (DOCKER_DIR / "Dockerfile.user_code").read_text()
+    )
+    assert pinned, "no pinned packages found in Dockerfile.user_code"
+    return script.user_code_requirements(REPO_ROOT / "pyproject.toml") + pinned
+
+
+def _installed_closure(requirements: list[str]) -> set[str]:
+    """Distributions (canonical names) that installing `requirements` pulls in, read from this venv's metadata."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(req.name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # e.g. dagster-k8s, not installed here: its own dependencies are not followed
+        for line in requires:
+            dep = Requirement(line)
+            if dep.marker is None or dep.marker.evaluate({"extra": ""}):
+                todo.append(dep)
+    return seen
+
+
+def test_user_code_image_installs_the_project_without_local_only_packages():
+    instructions = _instructions("Dockerfile.user_code")
+    runs = " ".join(args for i, args in instructions if i == "RUN")
+    assert "user_code_requirements.py pyproject.toml" in runs
+    assert "pip install --no-deps -e ." in runs, "the project's own dependencies would bring pgserver back"
+    wanted = _image_requirements()
+    names = {canonicalize_name(Requirement(r).name) for r in wanted}
+    assert not names & set(NOT_IN_USER_CODE_IMAGE)
+
+    script = _load_requirements_script()
+    declared = [
+        r
+        for r in _pyproject_dependencies()
+        if canonicalize_name(Requirement(r).name) not in NOT_IN_USER_CODE_IMAGE
+    ]
+    assert script.user_code_requirements(REPO_ROOT / "pyproject.toml") == declared
+    # Nothing the image installs depends on them either.
+    closure = _installed_closure(wanted)
+    assert "dagster" in closure and "dbt-postgres" in closure
+    assert not closure & set(NOT_IN_USER_CODE_IMAGE), sorted(closure & set(NOT_IN_USER_CODE_IMAGE))
+
+
+def test_a_dependency_that_names_no_package_is_an_error():
+    script = _load_requirements_script()
+    with pytest.raises(ValueError, match="does not start with a package name"):
+        script.distribution_name(">=1.0")
+    assert script.distribution_name("Dagster_Webserver>=1.13") == "dagster-webserver"
+
+
+BLOCKED_IMPORTS = """
+import sys
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is not installed in the user-code image")
+        return None
+
+sys.meta_path.insert(0, Blocked())
+from cm_pipeline.definitions import defs
+
+repository = defs.get_repository_def()
+print(len(repository.get_all_jobs()), "jobs")
+"""
+
+
+def test_the_code_location_loads_without_the_local_only_packages(tmp_path):
+    """What the code server and its runs import works in an image without pgserver and the webserver."""
+    closure = _installed_closure(_image_requirements())
+    blocked = set(NOT_IN_USER_CODE_IMAGE.values())
+    if "dagster-graphql" not in closure:
+        blocked.add("dagster_graphql")
+    env = {
+        **os.environ,
+        "WAREHOUSE_URL": "postgresql+psycopg2://cm:unused@warehouse.invalid:5432/warehouse",
+        "CHARTMOGUL_API_KEY": "unused",
+        "CM_PIPELINE_STATE_DIR": str(tmp_path / "state"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORTS.format(blocked=sorted(blocked))],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jobs" in result.stdout
