@@ -69,13 +69,14 @@ CUSTOMERS = [
     ("cus_e", "Cancelled", 0, None, None, None, "ds_main", "e1", None, False),
     # deleted from ChartMogul: excluded everywhere even though a rule would match
     ("cus_f", "Active", 500000, [], {}, None, "ds_main", "f1", "US", True),
-    # two customers sharing Ada's email (different case), both already holding her latest NPS
+    # two customers sharing Ada's email (different case), both already holding her latest NPS (10):
+    # one as the text "10", one as 10.0; the Integer rule compares numbers, so neither is re-sent
     (
         "cus_g",
         "Past Due",
         5000,
         [],
-        {"mrr_band": "under_100", "nps_score": 10},
+        {"mrr_band": "under_100", "nps_score": "10"},
         ADA,
         "ds_main",
         "g1",
@@ -87,7 +88,7 @@ CUSTOMERS = [
         "Active",
         20000,
         [],
-        {"mrr_band": "100_to_999", "nps_score": 10},
+        {"mrr_band": "100_to_999", "nps_score": 10.0},
         ADA.upper(),
         "ds_other",
         "i1",
@@ -403,3 +404,26 @@ def test_every_built_column_is_documented(built, warehouse):
         )
         assert {r["column_name"] for r in actual} == set(node["columns"]), node["unique_id"]
         assert all(col["description"] for col in node["columns"].values()), node["unique_id"]
+
+
+def test_outbound_unit_tests_pass(built, warehouse):
+    """The crafted rows of the outbound models' unit tests: type-aware by-email matching, removals."""
+    url, _ = warehouse
+    invocation = build_dbt_resource(url).cli(
+        ["test", "--select", "test_type:unit,models/reverse_etl"], raise_on_error=False
+    )
+    invocation.wait()
+    results = {
+        r["unique_id"].rsplit(".", 1)[-1]: r["status"]
+        for r in invocation.get_artifact("run_results.json")["results"]
+    }
+    assert results["attributes_by_email_compare_values_by_type"] == "pass"
+    assert results["customer_updates_emit_only_differences"] == "pass"
+
+
+def test_every_model_seed_and_snapshot_has_a_description():
+    manifest = json.loads(Path(DBT_PROJECT.manifest_path).read_text())
+    nodes = [n for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed", "snapshot")]
+    assert {n["resource_type"] for n in nodes} == {"model", "seed", "snapshot"}
+    undocumented = [n["unique_id"] for n in nodes if not (n.get("description") or "").strip()]
+    assert undocumented == []

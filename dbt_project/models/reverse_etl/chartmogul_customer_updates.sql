@@ -43,8 +43,9 @@ tag_changes as (
 
 ),
 
--- An attribute changes when the desired jsonb value differs from the current one
--- (a SQL-null desired value against a present key is a removal; against an absent key, nothing).
+-- An attribute changes when the desired jsonb value differs from the current one. A SQL-null (or
+-- JSON-null) desired value is a removal, needed only when the key holds a value: a key that is absent
+-- or holds JSON null counts as removed already, so it does not emit a row on every build.
 attribute_changes as (
 
     select
@@ -58,8 +59,13 @@ attribute_changes as (
     inner join customers
         on customers.customer_uuid = desired_attributes.customer_uuid
 
-    where desired_attributes.attribute_value
-        is distinct from (customers.custom_attributes -> desired_attributes.attribute_key)
+    where case
+        when coalesce(jsonb_typeof(desired_attributes.attribute_value), 'null') = 'null'
+            then coalesce(jsonb_typeof(customers.custom_attributes -> desired_attributes.attribute_key), 'null')
+                <> 'null'
+        else desired_attributes.attribute_value
+            is distinct from (customers.custom_attributes -> desired_attributes.attribute_key)
+    end
 
 ),
 
