@@ -41,6 +41,7 @@ DEFAULT_KNOBS = {
     "fault_phase": "before",
     "fault_methods": ["GET", "POST", "PATCH", "PUT", "DELETE"],
     "fault_seed": 0,
+    "pagination_fault": None,
 }
 
 
