@@ -63,16 +63,17 @@ def discover_sizes(
     """
     base = {"system": system} if system else {}
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="cm-discover") as pool:
-        counts = dict(zip(statuses, pool.map(lambda s: _exact_count(client, status=s, **base), statuses)))
-        known = {s: n for s, n in counts.items() if n is not None}
+        found = pool.map(lambda s: _exact_count(client, status=s, **base), statuses)
+        known = {s: n for s, n in zip(statuses, found, strict=True) if n is not None}
         total = sum(known.values())
         sizes: dict[str, dict[str, int]] = {s: {"": n} for s, n in known.items()}
         large = [s for s, n in known.items() if total and n / total > threshold and n > SAMPLE_SIZE]
-        samples = dict(zip(large, pool.map(lambda s: _sample_sources(client, status=s, **base), large)))
+        sampled = pool.map(lambda s: _sample_sources(client, status=s, **base), large)
+        samples = dict(zip(large, sampled, strict=True))
         pairs = [(s, ds) for s in large for ds in sorted(samples[s]) if len(samples[s]) >= 2]
         found = pool.map(lambda p: _exact_count(client, status=p[0], data_source_uuid=p[1], **base), pairs)
         by_status: dict[str, dict[str, int | None]] = {}
-        for (status, ds), n in zip(pairs, found):
+        for (status, ds), n in zip(pairs, found, strict=True):
             by_status.setdefault(status, {})[ds] = n
     for status in large:
         by_ds = by_status.get(status, {})
