@@ -110,3 +110,99 @@ def query(db_url: str, sql: str, **params):
             return conn.execute(sa.text(sql), params).all()
     finally:
         engine.dispose()
+
+
+class Gateway:
+    """A gateway in front of the sandbox, over real sockets: forwards every request unchanged, except those
+    `answer(method, path, query)` answers itself with (status, body bytes, content type) — what a proxy,
+    a CDN or an API version the sandbox does not model would send."""
+
+    def __init__(self, upstream_base_url: str, answer):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream_base_url)
+        self.answered: list[tuple[str, str]] = []
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _relay(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                path, _, query = self.path.partition("?")
+                own = answer(method, path, query)
+                if own is not None:
+                    status, payload, ctype = own
+                    gateway.answered.append((method, self.path))
+                    headers = {"Content-Type": ctype}
+                else:
+                    conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+                    try:
+                        fwd = {
+                            k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                        }
+                        conn.request(method, self.path, body=body, headers=fwd)
+                        resp = conn.getresponse()
+                        status, payload = resp.status, resp.read()
+                        headers = {
+                            k: v for k, v in resp.getheaders() if k.lower() in ("content-type", "retry-after")
+                        }
+                    finally:
+                        conn.close()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                self._relay("GET")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}{up.path}"
+
+    def __enter__(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def json_answer(status: int, body: dict) -> tuple[int, bytes, str]:
+    import json
+
+    return status, json.dumps(body).encode(), "application/json; charset=utf-8"
+
+
+class ListLog:
+    """A Log that keeps its lines (info and warning), for asserting what a run logged."""
+
+    def __init__(self):
+        import threading
+
+        self.lines: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def info(self, msg: str) -> None:
+        with self._lock:
+            self.lines.append(("info", msg))
+
+    def warning(self, msg: str) -> None:
+        with self._lock:
+            self.lines.append(("warning", msg))
+
+    def matching(self, text: str) -> list[str]:
+        with self._lock:
+            return [m for _, m in self.lines if text in m]
