@@ -1,13 +1,14 @@
 """Reverse-ETL push figures: N changed customers against a sandbox limited to 40 req/s. Not a test.
 
 Each changed customer costs a GET (read live state) and a PATCH (the merged tags + custom), so
-calls/s counts both. The client is set to --client-rps (default 39): the API allows 40/s, and the
+calls/s counts both. Only successful (non-429) calls count towards the target; all calls are shown too. The client is set to --client-rps (default 39): the API allows 40/s, and the
 client's limiter spaces calls so that no 1-second window exceeds its cap; the 35/s default of the
 resource leaves headroom for other users of the same key. Printed:
 
 1. floor: bare GETs through the same client and limiter (no Postgres, no merge) measured in this run
-2. the push: calls/s vs the limit and vs the floor, updates/s, the 429s seen (client and sandbox),
-   and the unresolved 429s (rows whose call still ended in 429: must be 0)
+2. the push: successful and all calls/s vs the limit and vs the floor, updates/s, the 429s seen
+   (client and sandbox), the unresolved 429s (rows whose call still ended in 429: must be 0), and
+   whether the target (successful calls >= 90% of the limit, no unresolved 429) was met
 
 Usage: .venv/bin/python benchmarks/push.py [--customers 10000] [--rate-limit 40] [--client-rps 39]
        [--workers 10] [--warehouse-url postgresql+psycopg2://...]   (a scratch database is created
@@ -98,12 +99,10 @@ def main() -> int:
                         )
                     )
                     # bench_run must exist in the account for PATCH: give it to one customer by admin insert
-                uuids = [
-                    r[0]
-                    for r in engine.connect().execute(
-                        sa.text("SELECT uuid FROM chartmogul.customers LIMIT 200")
-                    )
-                ]
+                with engine.connect() as conn:
+                    uuids = [
+                        r[0] for r in conn.execute(sa.text("SELECT uuid FROM chartmogul.customers LIMIT 200"))
+                    ]
                 sandbox.control.insert_customer(email="bench-key-holder@example.com", custom={"bench_run": 0})
                 with engine.begin() as conn:  # the key is known to the warehouse, as after an extraction
                     conn.execute(
@@ -136,23 +135,44 @@ def main() -> int:
 
     calls = after["requests"] - before["requests"]
     seen_429 = after["rate_limited"] - before["rate_limited"]
+    # Calls the API answered with something other than 429: only these count against the target
+    # (a 429 is a call the limit refused, not throughput).
+    answered = {
+        status: n - before["by_status"].get(status, 0)
+        for status, n in after["by_status"].items()
+        if n - before["by_status"].get(status, 0)
+    }
+    ok_calls = sum(n for status, n in answered.items() if status != "429")
     rate = calls / elapsed
+    ok_rate = ok_calls / elapsed
+    target = 0.9 * args.rate_limit
+    met = ok_rate >= target and unresolved == 0
     print(f"customers loaded: {loaded}; changed rows pushed: {result['rows']}")
     print(
         f"outcomes: applied {result['applied']}, unchanged {result['unchanged']}, rejected {result['rejected']}, "
         f"failed {result['failed']}"
     )
     print(f"floor (bare GETs through the same limiter, {args.workers} threads): {floor:.1f} calls/s")
-    print(f"push: {calls} calls in {elapsed:.1f} s = {rate:.1f} calls/s")
-    print(f"  vs the {args.rate_limit}/s limit: {rate / args.rate_limit:.1%} (target >= 90%)")
-    print(f"  vs the floor: {rate / floor:.1%}")
+    print(f"push: {calls} calls in {elapsed:.1f} s = {rate:.1f} calls/s (all, 429s included)")
+    print(
+        f"  successful (non-429) calls: {ok_calls} = {ok_rate:.1f} calls/s; by status: "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(answered.items()))
+    )
+    print(
+        f"  vs the {args.rate_limit}/s limit: {ok_rate / args.rate_limit:.1%} successful, {rate / args.rate_limit:.1%} all"
+    )
+    print(f"  vs the floor: {ok_rate / floor:.1%}")
     print(f"  updates/s: {result['applied'] / elapsed:.1f}")
     print(f"  429s seen: client {seen_429}, sandbox {server['rate_limited']}; unresolved 429s: {unresolved}")
     print(
         f"  sandbox peak requests in any 1 s window: {server['peak_requests_per_second']}, "
         f"peak concurrency: {server['peak_concurrency']}"
     )
-    return 0 if unresolved == 0 and result["failed"] == 0 else 1
+    print(
+        f"target (>= 90% of the limit = {target:.1f} successful calls/s, zero unresolved 429s): "
+        + ("MET" if met else "NOT MET")
+    )
+    return 0 if met and result["failed"] == 0 else 1
 
 
 if __name__ == "__main__":
