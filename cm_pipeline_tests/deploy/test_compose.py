@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cm_pipeline_tests.deploy.stack import DOCKER_DIR
+from cm_pipeline_tests.deploy.stack import DOCKER_DIR, console_script
 
 COMPOSE_FILE = DOCKER_DIR / "docker-compose.yml"
 ENV_EXAMPLE = DOCKER_DIR / ".env.example"
@@ -92,7 +92,12 @@ def test_compose_config_is_valid_and_wires_the_topology(compose_binary, tmp_path
 
     assert services["webserver"]["command"][0] == "dagster-webserver"
     assert services["webserver"]["ports"][0]["target"] == 3000
+    assert "/server_info" in " ".join(services["webserver"]["healthcheck"]["test"])
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
+    daemon_check = services["daemon"]["healthcheck"]["test"]
+    assert daemon_check[0] == "CMD" and daemon_check[-2:] == ["dagster-daemon", "liveness-check"]
+    for name in ("postgres", *DAGSTER_SERVICES):
+        assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck"
 
     # Only the code server (where runs execute) gets the ChartMogul key.
     holders = {n for n, s in services.items() if "CHARTMOGUL_API_KEY" in (s.get("environment") or {})}
@@ -130,3 +135,15 @@ def test_env_example_documents_every_variable_compose_reads():
     documented = set(re.findall(r"^#?\s*([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
     assert used, "no ${VAR} found in the compose file"
     assert used - documented == set()
+
+
+def test_the_daemon_healthcheck_is_a_command_of_the_installed_dagster_daemon():
+    """`dagster-daemon liveness-check` exists in the Dagster version the images pin (the one tested)."""
+    result = subprocess.run(
+        [console_script("dagster-daemon"), "liveness-check", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "heartbeat" in result.stdout.lower()

@@ -4,6 +4,7 @@ ChartMogul. Refresh runs are launched through the webserver's GraphQL API and ru
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from cm_pipeline_tests.deploy.stack import (
     REPOSITORY_NAME,
     DagsterStack,
     StackError,
+    console_script,
     require_tcp_postgres,
     storage_env,
 )
@@ -78,6 +80,26 @@ def _wait_for_no_runs_in_flight(stack: DagsterStack, timeout: float = 90.0) -> N
             return
         time.sleep(1)
     raise StackError(f"runs still in flight: {runs}\n" + stack.diagnostics())
+
+
+def _wait_for_daemon_liveness(stack: DagsterStack, timeout: float = 60.0) -> None:
+    """Run docker-compose.yml's daemon healthcheck, `dagster-daemon liveness-check`, until it passes."""
+    env = {**stack.env, "DAGSTER_DAEMON_HEARTBEAT_TOLERANCE": "300"}
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            [console_script("dagster-daemon"), "liveness-check"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode == 0:
+            assert "Daemon live" in result.stdout, result.stdout
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"liveness-check failed: {result.stdout}{result.stderr}\n" + stack.diagnostics())
+        time.sleep(2)
 
 
 @pytest.mark.slow
@@ -143,11 +165,23 @@ def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sand
             engine.dispose()
         assert loaded == len(sandbox.control.customers()) == CUSTOMERS
 
-        # 3. The schedule and the sensor are listed and can be turned on (then off again).
+        # The compose daemon's healthcheck passes against this daemon (every daemon has a heartbeat).
+        _wait_for_daemon_liveness(stack)
+
+        # 3. The schedule and the sensor are listed and can be turned on (then off again). The schedule
+        # runs by default and the sensor does not, so the schedule is stopped first: starting it must then
+        # really change its state.
         schedules, sensors = gq.instigators(stack)
         assert SCHEDULE in schedules, sorted(schedules)
         assert SENSOR in sensors, sorted(sensors)
+        assert schedules[SCHEDULE]["scheduleState"]["status"] == "RUNNING", "the schedule runs by default"
+        assert sensors[SENSOR]["sensorState"]["status"] == "STOPPED", "the push sensor is off by default"
         selector = gq.repository_selector(stack)
+
+        stopped = stack.graphql(gq.STOP_SCHEDULE, {"id": schedules[SCHEDULE]["scheduleState"]["id"]})
+        assert stopped["stopRunningSchedule"].get("scheduleState", {}).get("status") == "STOPPED", stopped
+        schedules, sensors = gq.instigators(stack)
+        assert schedules[SCHEDULE]["scheduleState"]["status"] == "STOPPED"
 
         started = stack.graphql(gq.START_SCHEDULE, {"selector": {**selector, "scheduleName": SCHEDULE}})
         assert started["startSchedule"].get("scheduleState", {}).get("status") == "RUNNING", started
