@@ -68,7 +68,7 @@ def test_the_refresh_job_carries_the_tag_the_queue_limits_to_one():
 
     assert _dagster_yaml()["run_coordinator"]["class"] == "QueuedRunCoordinator"
     limits = _key_limits(_run_limits())
-    job_tags = defs.resolve_job_def(REFRESH_JOB).tags
+    job_tags = defs.resolve_job_def(REFRESH_JOB).run_tags  # what each of its runs is tagged with
     limited = {key: limits[key] for key in job_tags if key in limits}
     assert limited, f"none of {REFRESH_JOB}'s tags {dict(job_tags)} is limited in dagster.yaml ({limits})"
     assert set(limited.values()) == {1}
@@ -245,7 +245,8 @@ def test_every_push_job_carries_the_push_tag_the_queue_limits_to_one():
     limit = _key_limits(_run_limits())[PUSH_TAG_KEY]
     assert limit == 1
     assert PUSH_JOBS
-    untagged = {job.name: dict(job.tags) for job in PUSH_JOBS if PUSH_TAG_KEY not in job.tags}
+    # run_tags: the tags every run of the job gets, which the queue reads.
+    untagged = {job.name: dict(job.run_tags) for job in PUSH_JOBS if PUSH_TAG_KEY not in job.run_tags}
     assert untagged == {}, f"push jobs without the {PUSH_TAG_KEY} tag the queue limits: {untagged}"
 
 
