@@ -435,14 +435,20 @@ class Store:
             entries = []
             for cid in ids:
                 doc = self._doc(cid)
-                custom = doc["attributes"].setdefault("custom", {})
+                attrs = doc.get("attributes")
+                if not isinstance(attrs, dict):
+                    attrs = doc["attributes"] = {"tags": [], "custom": {}, "stripe": {}}
+                # A customer whose `custom` was nulled (admin API) has no attributes yet: start from {}.
+                custom = attrs.get("custom")
+                if not isinstance(custom, dict):
+                    custom = attrs["custom"] = {}
                 for key, _, value in items:
                     custom[key] = value
                 self._put(doc, new=False)
                 entry = {k: doc.get(k) for k in EMAIL_ENTRY_KEYS}
                 entry["attributes"] = {
-                    "tags": doc["attributes"].get("tags", []),
-                    "stripe": doc["attributes"].get("stripe", {}),
+                    "tags": attrs.get("tags", []),
+                    "stripe": attrs.get("stripe", {}),
                     "clearbit": {},
                     "custom": custom,
                 }

@@ -475,6 +475,25 @@ def test_add_by_email_applies_to_every_customer_with_the_email(fresh_sandbox, ht
     )
 
 
+def test_add_by_email_to_a_customer_whose_custom_is_null_answers_the_pages_shape(fresh_sandbox, http):
+    """A customer nulled through the admin API (custom: null) gets the keys, not a 500."""
+    ctl = fresh_sandbox.control
+    c = ctl.insert_customer(email="nulled@example.com", tags=["keep"], custom={"CAC": 1})
+    ctl.modify_customer(c["uuid"], custom=None)
+    assert ctl.customer(c["uuid"])["attributes"]["custom"] is None
+    r = add_custom(
+        fresh_sandbox,
+        http,
+        {"email": "nulled@example.com", "custom": [{"type": "Integer", "key": "age", "value": 8}]},
+    )
+    assert r.status_code == 200, r.text
+    (entry,) = r.json()["entries"]
+    assert entry["uuid"] == c["uuid"] and entry["email"] == "nulled@example.com"
+    assert entry["attributes"] == {"tags": ["keep"], "stripe": {}, "clearbit": {}, "custom": {"age": 8}}
+    assert ctl.customer(c["uuid"])["attributes"]["custom"] == {"age": 8}
+    assert ctl.customer(c["uuid"])["attributes"]["tags"] == ["keep"]
+
+
 def test_add_by_email_type_conflict_and_errors(fresh_sandbox, http):
     ctl = fresh_sandbox.control
     c = ctl.insert_customer(email="conflict@example.com", custom={"CAC": 5})
