@@ -11,7 +11,7 @@ import threading
 import time
 
 from cm_pipeline.sandbox.app import SandboxServer
-from cm_pipeline.sandbox.faults import PAGINATION_FAULTS
+from cm_pipeline.sandbox.faults import FAULT_KINDS, PAGINATION_FAULTS
 from cm_pipeline.sandbox.process import READY_PREFIX
 
 
@@ -32,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-connections", type=int, default=None, help="in-flight requests above this get 503")
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument(
-        "--fault-kinds", default="500,502,503,504", help="comma list of 500,502,503,504,520,524,html500,drop"
+        "--fault-kinds",
+        default="500,502,503,504",
+        help=f"comma list of {','.join(FAULT_KINDS)} (see cm_pipeline.sandbox.faults)",
     )
     p.add_argument("--fault-phase", default="before", choices=("before", "after"))
     p.add_argument("--fault-methods", default="GET,POST,PATCH,PUT,DELETE")

@@ -1,5 +1,14 @@
 """Knobs that make the sandbox misbehave like the real API: latency, rate limit, capacity, faults.
 
+fault_kinds (chosen at random, seeded, for fault_rate of the requests whose method is in fault_methods;
+the fault's answer is sent instead of the real one, before or after the request is applied):
+  500 502 503 504 520 524  that status with a ChartMogul-style JSON error body
+  html500                  a 500 with an HTML page (as a proxy in front of the API would send)
+  drop                     the connection is closed with no answer
+  empty_body               the route's success status (201 for POST /v1/customers, else 200) and an
+                           empty body (Content-Length: 0)
+  empty_object             the route's success status and the body `{}`
+
 pagination_fault breaks GET /v1/customers paging on every continuation page (a request that carries a
 cursor; the first page stays correct, so a client has already consumed it when the fault shows):
   repeat_cursor            has_more true and the very cursor the request carried
@@ -16,7 +25,9 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 
-FAULT_KINDS = ("500", "502", "503", "504", "520", "524", "html500", "drop")
+FAULT_KINDS = ("500", "502", "503", "504", "520", "524", "html500", "drop", "empty_body", "empty_object")
+# Kinds that answer a 2xx without the resource: a success in name only.
+EMPTY_SUCCESS_BODIES = {"empty_body": b"", "empty_object": b"{}"}
 FAULT_PHASES = ("before", "after")
 HTTP_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 PAGINATION_FAULTS = ("repeat_cursor", "rewind_cursor", "has_more_without_cursor")

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cm_pipeline.sandbox import validation as v
-from cm_pipeline.sandbox.faults import Governor, Knobs, validated_knobs
+from cm_pipeline.sandbox.faults import EMPTY_SUCCESS_BODIES, Governor, Knobs, validated_knobs
 from cm_pipeline.sandbox.store import Filters, Store, decode_cursor, dumps
 
 ROUTE_LIST = "GET /v1/customers"
@@ -234,12 +234,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
             fault = gov.pick_fault(method)
             if fault is not None and fault[1] == "before":
                 self._fault_kind = fault[0]
-                status = self._fault(self._fault_kind)
+                status = self._fault(self._fault_kind, route)
                 return
             status, payload, ctype = self._handle(route, uuid, method, query, body)
             if fault is not None:
                 self._fault_kind = fault[0]
-                status = self._fault(self._fault_kind)
+                status = self._fault(self._fault_kind, route)
                 return
             self._send(status, payload, ctype)
         except (BrokenPipeError, ConnectionResetError):
@@ -247,7 +247,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         finally:
             self._leave(status)  # when nothing was sent (e.g. the client went away)
 
-    def _fault(self, kind: str) -> int | None:
+    def _fault(self, kind: str, route: str | None) -> int | None:
+        """Send the answer of fault `kind` (see faults.py) instead of the real one; its status, None if dropped."""
+        if kind in EMPTY_SUCCESS_BODIES:
+            status = 201 if route == ROUTE_CREATE else 200
+            self._send(status, EMPTY_SUCCESS_BODIES[kind], "application/json; charset=utf-8")
+            return status
         if kind == "drop":
             self._drop()
             return None

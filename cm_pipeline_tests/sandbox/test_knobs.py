@@ -94,6 +94,37 @@ def test_drop_fault_closes_the_socket_without_a_response(fresh_sandbox, http):
     assert http.get(f"{fresh_sandbox.base_url}/customers").ok, "the server keeps serving after a drop"
 
 
+@pytest.mark.parametrize(("kind", "body"), [("empty_body", b""), ("empty_object", b"{}")])
+def test_empty_success_faults_answer_2xx_without_the_resource(fresh_sandbox, http, kind, body):
+    ctl = fresh_sandbox.control
+    target = ctl.customers()[0]
+    ctl.configure(fault_rate=1.0, fault_kinds=[kind], fault_methods=["GET"])
+    for url in (
+        f"{fresh_sandbox.base_url}/customers",
+        f"{fresh_sandbox.base_url}/customers/{target['uuid']}",
+    ):
+        r = http.get(url)
+        assert (r.status_code, r.content) == (200, body)
+        assert r.headers["Content-Type"].startswith("application/json")
+    assert [(row["fault"], row["status"]) for row in ctl.requests()[-2:]] == [(kind, 200)] * 2
+
+    # "before" (the default phase): a create is answered 201 with nothing, and not applied
+    ctl.configure(fault_methods=["POST"])
+    r = http.post(
+        f"{fresh_sandbox.base_url}/customers",
+        json={"data_source_uuid": DOCS_DATA_SOURCE, "external_id": f"{kind}_1"},
+    )
+    assert (r.status_code, r.content) == (201, body)
+    assert not [c for c in ctl.customers() if c["external_id"] == f"{kind}_1"]
+    # "after": the PATCH is applied and its answer is replaced by the empty success
+    ctl.configure(fault_methods=["PATCH"], fault_phase="after")
+    r = http.patch(
+        f"{fresh_sandbox.base_url}/customers/{target['uuid']}", json={"attributes": {"tags": [kind]}}
+    )
+    assert (r.status_code, r.content) == (200, body)
+    assert ctl.customer(target["uuid"])["attributes"]["tags"] == [kind]
+
+
 def test_fault_phase_before_does_not_apply_the_write(fresh_sandbox, http):
     fresh_sandbox.control.configure(fault_rate=1.0, fault_kinds=["502"], fault_phase="before")
     r = http.post(
