@@ -8,6 +8,7 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
+from cm_pipeline.chartmogul.models import STATUS_FILTERS
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline.warehouse.locks import AdvisoryLock
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
@@ -120,15 +121,63 @@ def test_second_run_rewrites_nothing_and_counts_unchanged(sandbox, fresh_db):
 
 
 def test_with_ten_percent_faults_the_table_equals_a_clean_run(fresh_db, other_db):
-    with SandboxServer(customers=400, seed=11) as clean:
-        assert refresh(clean.base_url, fresh_db).success
-    with SandboxServer(customers=400, seed=11, fault_rate=0.1, fault_seed=3) as faulty:
-        result = refresh(faulty.base_url, other_db)
-        faults = faulty.control.stats()["faults"]
+    """From a published warehouse, with customers deleted since: 10% faults of every kind the sandbox has
+    (JSON and HTML 5xx, dropped connections, before and after the work is done) and 429s with and
+    without Retry-After, during the walk and the deletion checks alike."""
+    results = {}
+    for db, faulty in ((fresh_db, False), (other_db, True)):
+        with SandboxServer(customers=300, seed=11) as srv:
+            ctl = srv.control
+            assert refresh(srv.base_url, db).success
+            gone = [c["uuid"] for c in ctl.customers()[::60]]  # the same five in both runs
+            for uuid in gone:
+                ctl.delete_customer(uuid)
+            ctl.modify_customer(ctl.customers()[7]["uuid"], mrr=4242, status="Past Due")
+            stop = threading.Event()
+            if faulty:
+                ctl.configure(
+                    fault_rate=0.1,
+                    fault_kinds=["500", "502", "503", "504", "520", "524", "html500", "drop"],
+                    fault_seed=34,  # its first draws give five kinds, drops and an HTML 500 among them
+                    rate_limit_rps=25,
+                )
+
+                def vary(ctl=ctl, stop=stop):  # alternate fault phases and Retry-After while the run goes on
+                    for i in range(400):
+                        ctl.configure(
+                            fault_phase=("before", "after")[i % 2], retry_after=(None, 0.05)[(i // 2) % 2]
+                        )
+                        if stop.wait(0.03):
+                            return
+
+                varying = threading.Thread(target=vary, daemon=True)
+                varying.start()
+            try:
+                result = refresh(srv.base_url, db, max_workers=4, per_page=10)
+            finally:
+                stop.set()
+            stats = ctl.stats()
+            kinds = {r["fault"] for r in ctl.requests() if r["fault"]}
+            results[faulty] = (result, stats, gone, kinds)
+    result, stats, gone, kinds = results[True]
     meta = materialization_metadata(result)
-    assert faults > 0 and meta["http_retries"] >= faults
+    assert stats["faults"] > 0 and stats["rate_limited"] > 0, stats
+    assert {"drop", "html500"} <= kinds and len(kinds) >= 4, kinds
+    assert meta["http_retries"] >= stats["faults"]
     assert snapshot(other_db) == snapshot(fresh_db)
-    assert len(snapshot(fresh_db)) == 400
+    assert len(snapshot(other_db)) == 300
+    for db in (fresh_db, other_db):
+        deleted = dict(
+            query(db, "SELECT uuid, deleted_at FROM chartmogul.customers WHERE deleted_at IS NOT NULL")
+        )
+        assert set(deleted) == set(gone)
+        marked_by = query(
+            db,
+            "SELECT uuid, http_status, checked_at FROM chartmogul.deletion_checks WHERE outcome = 'deleted'",
+        )
+        assert {(u, s) for u, s, _ in marked_by} == {(u, 404) for u in gone}  # only a 404 marked them
+        assert all(deleted[u] == at for u, _, at in marked_by)
+    assert all(check_results(result).values()), check_results(result)
 
 
 def test_a_verified_404_marks_deleted_and_a_reappearance_clears_it(sandbox, fresh_db):
@@ -201,23 +250,58 @@ def test_a_status_change_during_the_pass_is_stored_once_with_its_latest_data(san
     thread.join(5)
     meta = materialization_metadata(result)
     assert meta["verified_alive"] == 1 and meta["deleted"] == 0
-    assert row_by_uuid(fresh_db, up_early)["status"] == "New Lead"
-    late = row_by_uuid(fresh_db, moves_late)
-    assert late["status"] == "Cancelled" and late["raw"] == ctl.customer(moves_late)
-    assert (
-        query(
-            fresh_db,
-            "SELECT count(*) FROM chartmogul.customers WHERE uuid IN (:a, :b)",
-            a=up_early,
-            b=moves_late,
-        )[0][0]
-        == 2
-    )
+    for uuid, status in ((up_early, "New Lead"), (moves_late, "Cancelled")):
+        row, api = row_by_uuid(fresh_db, uuid), ctl.customer(uuid)
+        assert row["status"] == api["status"] == status  # the API's final status...
+        assert row["raw"] == api and row["mrr"] == 0  # ...and its latest data
     lists = [r for r in ctl.requests(since=start_seq) if r["path"] == "/v1/customers"]
     assert lists, "the pass listed customers"
     ctl.configure(latency_ms=0)
     fresh_run = refresh(sandbox.base_url, fresh_db)  # a clean run afterwards agrees with what was stored
     assert materialization_metadata(fresh_run)["updated"] == 0
+
+
+def test_a_status_change_during_a_parallel_pass_keeps_the_latest_fetch(sandbox, fresh_db):
+    """max_workers=2: a customer walked as New Lead moves to Cancelled before that partition reaches it, so
+    two workers stage it; the row is the API's final record, whichever page was written first."""
+    ctl = sandbox.control
+    moved_uuid = ctl.insert_customer(status="New Lead", mrr=500, company="Mover")["uuid"]  # the largest id:
+    assert refresh(sandbox.base_url, fresh_db).success  # last page of New Lead now, of Cancelled later
+    ctl.configure(latency_ms=50)
+    start_seq = max((r["seq"] for r in ctl.requests()), default=0)
+    moved, trigger = threading.Event(), {}
+
+    def mover():  # when Cancelled's first page has been answered, move the customer into it
+        seen = start_seq
+        while not moved.is_set():
+            for r in ctl.requests(since=seen):
+                seen = max(seen, r["seq"])
+                if r["path"] == "/v1/customers" and "status=Cancelled" in (r.get("query") or ""):
+                    ctl.modify_customer(moved_uuid, status="Cancelled", mrr=900, company="Mover Moved")
+                    trigger["seq"] = r["seq"]
+                    moved.set()
+                    return
+
+    thread = threading.Thread(target=mover, daemon=True)
+    thread.start()
+    # No split: partitions start in status order, two at a time, so New Lead is walked before Cancelled.
+    result = refresh(sandbox.base_url, fresh_db, max_workers=2, split_large_partitions=False)
+    moved.set()
+    thread.join(5)
+    ctl.configure(latency_ms=0)
+    assert "seq" in trigger, "the pass listed Cancelled"
+    lists = [r for r in ctl.requests(since=start_seq) if r["path"] == "/v1/customers"]
+    lead_pages = [r["seq"] for r in lists if "status=New_Lead" in r["query"]]
+    cancelled_after = [r for r in lists if "status=Cancelled" in r["query"] and r["seq"] > trigger["seq"]]
+    # Seen twice: New Lead's pages (the customer on the last one) before the move, Cancelled's after it.
+    assert lead_pages and max(lead_pages) < trigger["seq"] and cancelled_after
+    meta = materialization_metadata(result)
+    assert (meta["updated"], meta["deleted"], meta["dagster/row_count"]) == (1, 0, 301)
+    row, api = row_by_uuid(fresh_db, moved_uuid), ctl.customer(moved_uuid)
+    assert row["status"] == api["status"] == "Cancelled"
+    assert (row["mrr"], row["company"]) == (900, "Mover Moved") and row["raw"] == api
+    again = materialization_metadata(refresh(sandbox.base_url, fresh_db))  # a clean run agrees
+    assert (again["updated"], again["inserted"]) == (0, 0)
 
 
 def test_the_api_key_appears_nowhere_in_the_event_log(sandbox, fresh_db):
@@ -265,6 +349,41 @@ def test_partitioned_pass_covers_everyone_and_filters_scope_deletions(sandbox, f
     expected = sum(1 for c in sandbox.control.customers() if c["billing-system-type"] == system)
     assert meta["customers_fetched"] == expected and 0 < expected < 300
     assert meta["deleted"] == 0 and meta["deletion_candidates"] == 0 and meta["unchanged"] == expected
+
+
+def test_a_data_source_filter_stages_only_that_source_and_verifies_only_its_customers(sandbox, fresh_db):
+    ctl = sandbox.control
+    assert refresh(sandbox.base_url, fresh_db).success
+    by_source: dict[str, list[dict]] = {}
+    for c in ctl.customers():
+        by_source.setdefault(c["data_source_uuid"], []).append(c)
+    source, other = sorted(by_source, key=lambda ds: len(by_source[ds]))[:2]
+    mine, theirs = by_source[source], by_source[other]
+    assert all(c["data_source_uuids"] == [c["data_source_uuid"]] for c in mine + theirs)
+    ctl.delete_customer(mine[0]["uuid"])
+    ctl.delete_customer(theirs[0]["uuid"])
+    ctl.modify_customer(mine[1]["uuid"], mrr=111)
+    ctl.modify_customer(theirs[1]["uuid"], mrr=222)
+    before = {r[0]: r for r in exact_table(fresh_db)}
+    start_seq = max(r["seq"] for r in ctl.requests())
+
+    result = refresh(sandbox.base_url, fresh_db, data_source_uuid=source)
+    meta = materialization_metadata(result)
+    live_mine = len(mine) - 1
+    assert meta["customers_fetched"] == live_mine  # staged: this source's customers, and only them
+    assert (meta["updated"], meta["unchanged"], meta["inserted"]) == (1, live_mine - 1, 0)
+    assert (meta["deletion_candidates"], meta["deleted"]) == (1, 1)
+    assert set(materialization_metadata(result)["partitions"]) == set(STATUS_FILTERS)  # never split
+    after = {r[0]: r for r in exact_table(fresh_db)}
+    assert row_by_uuid(fresh_db, mine[1]["uuid"])["mrr"] == 111
+    assert row_by_uuid(fresh_db, mine[0]["uuid"])["deleted_at"] is not None
+    # The other source is neither published nor verified: its rows are physically as they were.
+    for c in theirs:
+        assert after[c["uuid"]] == before[c["uuid"]]
+    checked = query(fresh_db, "SELECT uuid, outcome, http_status FROM chartmogul.deletion_checks")
+    assert checked == [(mine[0]["uuid"], "deleted", 404)]
+    lists = [r["query"] for r in ctl.requests(since=start_seq) if r["path"] == "/v1/customers"]
+    assert len(lists) >= len(STATUS_FILTERS) and all(f"data_source_uuid={source}" in q for q in lists)
 
 
 def test_bad_values_are_reported_and_do_not_sink_the_run(sandbox, fresh_db):
