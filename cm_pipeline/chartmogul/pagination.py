@@ -38,6 +38,12 @@ def page_from_body(body: object, *, request_cursor: str | None, number: int) -> 
     """Validate one list response and build its page; PaginationError names what is wrong."""
     if not isinstance(body, dict):
         raise PaginationError(f"page {number}: expected a JSON object, got {type(body).__name__}")
+    if "entries" not in body:
+        shown = f"keys: {', '.join(sorted(body))[:120]}" if body else "an empty object"
+        raise PaginationError(
+            f"page {number}: 'entries' must be a list, but the answer has no 'entries' ({shown}); "
+            "reading it as an empty last page could silently miss customers"
+        )
     entries = body.get("entries")
     if not isinstance(entries, list):
         raise PaginationError(f"page {number}: 'entries' must be a list, got {type(entries).__name__}")

@@ -118,6 +118,9 @@ def test_endless_empty_pages_are_treated_as_a_loop():
     [
         ([], "expected a JSON object"),
         ({"cursor": None, "has_more": False}, "'entries' must be a list"),
+        ({}, r"no 'entries' \(an empty object\)"),  # what the client makes of an empty 2xx body
+        ({"cursor": None, "has_more": False}, r"no 'entries' \(keys: cursor, has_more\)"),
+        ({"entries": None, "has_more": False}, "'entries' must be a list, got NoneType"),
         ({"entries": [1], "has_more": False}, r"entries\[0\] is not an object"),
         ({"entries": [], "has_more": "yes"}, "'has_more' must be a boolean"),
         ({"entries": [], "has_more": True, "cursor": 12}, "'cursor' must be a string"),
