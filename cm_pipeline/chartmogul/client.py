@@ -1,7 +1,8 @@
 """The ChartMogul HTTP client: one session owning auth, timeouts, retries and the shared rate limiter.
 
 Knows nothing of Dagster. Thread-safe: extraction calls `list_customers_page` from several threads
-on one client, so they all share one `RateLimiter` and one connection pool.
+on one client, so they all share one `RateLimiter` and one connection pool. `last_status` is kept
+per thread: it is the HTTP status of the last response this thread's most recent call received.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ class ChartMogulClient:
         self._rng_lock = threading.Lock()
         self.limiter = RateLimiter(max_requests_per_second, max_connections)
         self._stats = ClientStats()
+        self._local = threading.local()  # per-thread last_status
 
         session = requests.Session()
         session.auth = (api_key, "")
@@ -261,6 +263,16 @@ class ChartMogulClient:
         snap["peak_in_flight"] = limiter["peak_in_flight"]
         snap["limiter_wait_seconds"] = limiter["wait_seconds"]
         return snap
+
+    @property
+    def last_status(self) -> int | None:
+        """HTTP status of the last response received by this thread's most recent call, None if it got none.
+
+        Per thread, so worker threads sharing one client each see their own calls. A retried call
+        leaves its final answer's status (e.g. 200 after a 503); a call that ended in a transport
+        error without any response leaves None.
+        """
+        return getattr(self._local, "last_status", None)
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -352,6 +364,7 @@ class ChartMogulClient:
 
         status = resp.status_code
         self._stats.record_response(status)
+        self._local.last_status = status
         if 200 <= status < 300:
             if not content.strip():
                 return {}
@@ -387,6 +400,7 @@ class ChartMogulClient:
         what is left, so a call that retries ends within max_retry_seconds of its start.
         """
         started = time.monotonic()
+        self._local.last_status = None  # this call's answer only, never an earlier call's
         deadline: float | None = None  # set once retrying: no retry may outlast the budget
         attempt = 0
         log_path = self._scrub(path)
@@ -546,7 +560,8 @@ class ChartMogulClient:
             if not isinstance(body.get(name), str) or not body[name]:
                 raise ValueError(f"body.{name}: required, must be a non-empty string, got {body.get(name)!r}")
         try:
-            return CreateResult(self._request("POST", "/customers", body=body), created=True)
+            customer = self._request("POST", "/customers", body=body)
+            return CreateResult(customer, created=True, status=self.last_status)
         except UnprocessableEntityError as err:
             if not is_duplicate_external_id(err):
                 raise
@@ -560,7 +575,7 @@ class ChartMogulClient:
                 err.attempts,
                 matches[0].get("uuid"),
             )
-            return CreateResult(matches[0], created=False)
+            return CreateResult(matches[0], created=False, status=err.status)
 
     def update_customer(self, uuid: str, body: dict) -> dict:
         """PATCH /customers/{uuid}. Note `attributes` replaces ALL tags and custom attributes."""

@@ -40,10 +40,12 @@ def filter_to_status(value: str) -> str:
 
 @dataclass(frozen=True)
 class CreateResult:
-    """Outcome of create_customer: the customer as ChartMogul has it, and whether this call created it."""
+    """Outcome of create_customer: the customer as ChartMogul has it, whether this call created it, and
+    the HTTP status the POST was answered with (201 created; 422 when it met an existing external_id)."""
 
     customer: dict
     created: bool
+    status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from cm_pipeline.reverse_etl.merge import values_equal
 from cm_pipeline.reverse_etl.outcomes import (
     OP_BY_EMAIL,
     LogSink,
-    StatusTrail,
     StepSummary,
     classify,
     parse_each,
@@ -144,9 +143,9 @@ def apply(
         if dry_run:
             sink.write([LogEntry(op, email, "dry_run", fp, payload=payload, started_at=started)])
             return
-        trail.start()
         try:
             entries = client.add_custom_attributes(email, payload["custom"])
+            status = client.last_status  # this thread's call: the POST's answer
         except ValueError as err:  # refused by the client before sending
             sink.write(
                 [LogEntry(op, email, "rejected", fp, payload=payload, error=str(err), started_at=started)]
@@ -179,13 +178,13 @@ def apply(
                     "applied" if entries else "failed",
                     fp,
                     payload=payload,
-                    http_status=trail.last("POST"),
+                    http_status=status,
                     error=note,
                     started_at=started,
                 )
             ]
         )
 
-    with push_lock(engine, op), StatusTrail(client) as trail:
+    with push_lock(engine, op):
         run_pool(push, list(groups.values()), max_workers)
     return StepSummary(counts=sink.counts, calls=client.stats["requests"] - before)

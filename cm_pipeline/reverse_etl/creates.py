@@ -16,7 +16,6 @@ from cm_pipeline.chartmogul.errors import ChartMogulError
 from cm_pipeline.reverse_etl.outcomes import (
     OP_CREATES,
     LogSink,
-    StatusTrail,
     StepSummary,
     classify,
     parse_each,
@@ -142,7 +141,6 @@ def apply(
         def log(outcome: str, **kw) -> None:
             sink.write([LogEntry(op, new.external_id, outcome, new.fingerprint, started_at=started, **kw)])
 
-        trail.start()
         try:
             if dry_run:
                 found = client.find_customers(
@@ -151,7 +149,7 @@ def apply(
                 if found:
                     log(
                         "unchanged",
-                        http_status=trail.last("GET"),
+                        http_status=client.last_status,
                         error=f"exists already as customer {found[0].get('uuid')} (ChartMogul)",
                     )
                 else:
@@ -166,15 +164,15 @@ def apply(
             return
         write_back_customer(engine, result.customer)
         if result.created:
-            log("applied", payload=new.body, http_status=trail.last("POST"))
+            log("applied", payload=new.body, http_status=result.status)
         else:  # the POST answered "external_id already exists" (its status is kept), then a lookup found it
             log(
                 "unchanged",
                 payload=new.body,
-                http_status=trail.last("POST"),
+                http_status=result.status,
                 error=f"exists already as customer {result.customer.get('uuid')} (ChartMogul answered duplicate)",
             )
 
-    with push_lock(engine, op), StatusTrail(client) as trail:
+    with push_lock(engine, op):
         run_pool(create, valid, max_workers)
     return StepSummary(counts=sink.counts, calls=client.stats["requests"] - before)

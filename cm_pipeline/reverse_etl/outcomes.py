@@ -67,47 +67,6 @@ class LogSink:
                 self._on_entry(entry)
 
 
-class StatusTrail:
-    """The HTTP statuses the API actually answered, per worker thread, read from the client's session.
-
-    The client returns only the parsed body of a success, so the pushers learn the status from a
-    `requests` response hook on its session (each call runs wholly in its worker thread). A retried
-    call leaves every attempt here; the last one of a method is the answer. Use as a context manager:
-    the hook is removed on exit. A client without a session records nothing (statuses stay None).
-    """
-
-    def __init__(self, client) -> None:
-        self._local = threading.local()
-        session = getattr(client, "_session", None)
-        self._hooks = session.hooks.setdefault("response", []) if session is not None else None
-
-    def _hook(self, response, *args, **kwargs):
-        trail = getattr(self._local, "trail", None)
-        if trail is not None:
-            trail.append((response.request.method, response.status_code))
-        return None
-
-    def __enter__(self) -> StatusTrail:
-        if self._hooks is not None:
-            self._hooks.append(self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._hooks is not None and self._hook in self._hooks:
-            self._hooks.remove(self._hook)
-
-    def start(self) -> None:
-        """Forget what this thread saw: call before each client call whose status is wanted."""
-        self._local.trail = []
-
-    def last(self, method: str | None = None) -> int | None:
-        """Status of this thread's last answer since start() (of `method` if given), None if none."""
-        for got_method, status in reversed(getattr(self._local, "trail", None) or []):
-            if method is None or got_method == method:
-                return status
-        return None
-
-
 class FatalPushError(RuntimeError):
     """A failure no row can get past (bad credentials, account blocked): the run stops."""
 

@@ -39,7 +39,6 @@ from cm_pipeline.reverse_etl.outcomes import (
     OP_UPDATES,
     FatalPushError,
     LogSink,
-    StatusTrail,
     StepSummary,
     classify,
     push_lock,
@@ -159,11 +158,8 @@ def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
 class _Applier:
     """Applies one row at a time; shared by the worker threads of one apply step."""
 
-    def __init__(
-        self, engine: Engine, client, sink: LogSink, op: str, dry_run: bool, trail: StatusTrail
-    ) -> None:
+    def __init__(self, engine: Engine, client, sink: LogSink, op: str, dry_run: bool) -> None:
         self.engine, self.client, self.sink, self.op, self.dry_run = engine, client, sink, op, dry_run
-        self.trail = trail
         self.known_keys = known_attribute_keys(engine)
         self._lock = threading.Lock()
 
@@ -179,10 +175,10 @@ class _Applier:
         except Exception as exc:  # one bad row never sinks the others: record it and go on
             self.sink.write([self.entry(req, "failed", started, error=f"{type(exc).__name__}: {exc}")])
 
-    def _call(self, method: str, fn, *args):
+    def _call(self, fn, *args):
         """(answer, the HTTP status the API answered) of one client call made in this thread."""
-        self.trail.start()
-        return fn(*args), self.trail.last(method)
+        answer = fn(*args)
+        return answer, self.client.last_status
 
     def _malformed(
         self, req, started, err: MalformedCustomer, status, note: str, payload=None, done=()
@@ -203,7 +199,7 @@ class _Applier:
     def _apply(self, req: UpdateRequest, started: datetime) -> list[LogEntry]:
         uuid, changes = req.customer_uuid, req.changes
         try:
-            live, status = self._call("GET", self.client.retrieve_customer, uuid)
+            live, status = self._call(self.client.retrieve_customer, uuid)
         except NotFoundError as err:
             return [
                 self.entry(
@@ -249,9 +245,7 @@ class _Applier:
                 out.append(self.entry(req, "dry_run", started, payload=post))
             else:
                 try:
-                    entries, status = self._call(
-                        "POST", self.client.add_custom_attributes, email, post["custom"]
-                    )
+                    entries, status = self._call(self.client.add_custom_attributes, email, post["custom"])
                 except ChartMogulError as err:
                     return [
                         self.entry(
@@ -307,7 +301,7 @@ class _Applier:
         if self.dry_run:
             return [*out, self.entry(req, "dry_run", started, payload=body)]
         try:
-            response, status = self._call("PATCH", self.client.update_customer, uuid, body)
+            response, status = self._call(self.client.update_customer, uuid, body)
         except ChartMogulError as err:
             return [
                 *out,
@@ -365,7 +359,6 @@ def apply(
         ]
         sink.write(LogEntry(op, r.customer_uuid, "unchanged", r.fingerprint) for r in settled)
         settled_ids = {id(r) for r in settled}
-        with StatusTrail(client) as trail:
-            applier = _Applier(engine, client, sink, op, dry_run, trail)
-            run_pool(applier, [r for r in reqs if id(r) not in settled_ids], max_workers)
+        applier = _Applier(engine, client, sink, op, dry_run)
+        run_pool(applier, [r for r in reqs if id(r) not in settled_ids], max_workers)
     return StepSummary(counts=sink.counts, calls=client.stats["requests"] - before)

@@ -20,6 +20,7 @@ from cm_pipeline.chartmogul.errors import (
     BadRequestError,
     ChartMogulError,
     NotFoundError,
+    PaginationError,
     RateLimitError,
     ServerError,
     TransportError,
@@ -210,6 +211,88 @@ def test_create_update_and_add_custom_attributes(client, ctl):
     again = client.create_customer({"data_source_uuid": ds, "external_id": "client-test-1", "name": "x"})
     assert again.created is False and again.customer["uuid"] == uuid
     assert sum(1 for c in ctl.customers() if c["external_id"] == "client-test-1") == 1
+
+
+# ------------------------------------------------------------------------ last_status, per thread
+
+
+def test_last_status_is_the_status_of_this_threads_last_answer(client, ctl):
+    assert client.last_status is None  # no call yet
+    someone = a_customer(ctl)
+    client.retrieve_customer(someone["uuid"])
+    assert client.last_status == 200
+    created = client.create_customer(
+        {"data_source_uuid": custom_ds(ctl), "external_id": "last-status-1", "name": "Last Status"}
+    )
+    assert created.created is True and client.last_status == 201 and created.status == 201
+    # A duplicate: the POST met a 422 and a lookup (GET, 200) found the customer; the result keeps the POST's.
+    again = client.create_customer({"data_source_uuid": custom_ds(ctl), "external_id": "last-status-1"})
+    assert again.created is False and again.status == 422 and client.last_status == 200
+    with pytest.raises(NotFoundError):
+        client.retrieve_customer("cus_00000000-0000-0000-0000-000000000000")
+    assert client.last_status == 404
+
+
+def test_last_status_is_kept_per_thread(client, ctl):
+    """Two threads on one client, each reading after BOTH calls are done: each sees its own call's status."""
+    someone = a_customer(ctl)
+    ds = custom_ds(ctl)
+    both_done = threading.Barrier(2, timeout=10)
+    seen: dict[str, int | None] = {}
+
+    def reader():
+        client.retrieve_customer(someone["uuid"])
+        both_done.wait()
+        seen["GET"] = client.last_status
+
+    def creator():
+        client.create_customer({"data_source_uuid": ds, "external_id": "last-status-thread", "name": "T"})
+        both_done.wait()
+        seen["POST"] = client.last_status
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=creator)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert seen == {"GET": 200, "POST": 201}
+    assert client.last_status is None  # this (main) thread made no call
+
+
+def test_last_status_of_a_retried_call_is_its_final_answer(make_client, ctl):
+    ctl.configure(fault_rate=0.5, fault_kinds=["503"], fault_seed=11)
+    client = make_client()
+    someone = a_customer(ctl)["uuid"]
+    for _ in range(6):
+        client.retrieve_customer(someone)
+        assert client.last_status == 200
+    assert client.stats["by_status"]["503"] >= 1
+
+
+# --------------------------------------------------------------- empty 2xx answers (empty body, {})
+
+
+@pytest.mark.parametrize("kind", ["empty_body", "empty_object"])
+def test_an_empty_2xx_list_page_fails_loudly_naming_entries(client, ctl, kind):
+    first = client.list_customers_page(per_page=10)
+    assert first.has_more and len(first.entries) == 10
+    ctl.configure(fault_rate=1.0, fault_kinds=[kind], fault_methods=["GET"])
+    before = ctl.stats()["requests"]
+    with pytest.raises(PaginationError, match=r"no 'entries' \(an empty object\)") as info:
+        list(client.list_customers(per_page=10, cursor=first.cursor))  # mid-walk: never a silent end
+    assert "page 1: 'entries' must be a list" in str(info.value)
+    with pytest.raises(PaginationError, match="'entries'"):
+        client.list_customers_page(per_page=10)
+    assert ctl.stats()["requests"] - before == 2  # refused at once, not retried
+    assert client.last_status == 200
+
+
+@pytest.mark.parametrize("kind", ["empty_body", "empty_object"])
+def test_an_empty_2xx_customer_answer_reaches_the_caller_as_an_empty_dict(client, ctl, kind):
+    """The client turns an empty 2xx body into {}; callers validate it (reverse_etl/live.py refuses it)."""
+    ctl.configure(fault_rate=1.0, fault_kinds=[kind], fault_methods=["GET"])
+    assert client.retrieve_customer(a_customer(ctl)["uuid"]) == {}
+    assert client.last_status == 200
 
 
 # ------------------------------------------------------------------- error shapes, never retried
