@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from cm_pipeline.chartmogul import ChartMogulClient
@@ -470,3 +471,44 @@ def test_malformed_add_by_email_entry_is_failed_and_nothing_is_patched(ctl, clie
     (row,) = log_rows(wh, "run-1")
     assert "add-by-email POST entry" in row["error"] and "attributes.tags is None" in row["error"]
     assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize("kind", ["empty_body", "empty_object"])
+def test_empty_200_get_answer_is_failed_and_sends_no_patch(ctl, client, wh, kind):
+    """GET /customers/{uuid} answering 200 with an empty body or `{}`: nothing to merge onto, so no PATCH
+    (which would replace every tag and attribute with the row's few) and the customer is untouched."""
+    a, b = seed(ctl, 2)
+    sync_warehouse(wh, client)
+    before = {c["uuid"]: ctl.customer(c["uuid"])["attributes"] for c in (a, b)}
+    make_relation(
+        wh,
+        REL,
+        UPDATES_DDL,
+        [
+            {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
+            {"customer_uuid": b["uuid"], "custom_attributes": {"CAC": 30}},
+        ],
+    )
+    log = ctl.requests()
+    start = log[-1]["seq"] if log else 0
+    ctl.configure(fault_rate=1.0, fault_kinds=[kind], fault_methods=["GET"])
+    result = push(wh, client, "run-1", OP_UPDATES)
+    assert result["failed"] == 2 and result["applied"] == 0
+    api = [r for r in ctl.requests(since=start) if r["path"].startswith("/v1/")]
+    assert [r["method"] for r in api if r["method"] == "PATCH"] == []
+    gets = [r for r in api if r["method"] == "GET"]
+    assert len(gets) == 2 and {(r["fault"], r["status"]) for r in gets} == {(kind, 200)}
+    for target in (a["uuid"], b["uuid"]):
+        (row,) = [r for r in log_rows(wh, "run-1") if r["target"] == target]
+        assert row["outcome"] == "failed" and row["http_status"] == 200
+        assert f"GET /customers/{target}: the answer is empty (no customer object)" in row["error"]
+        assert "nothing was merged or sent" in row["error"]
+        assert ctl.customer(target)["attributes"] == before[target]  # tags and custom untouched
+    assert sorted(wh_customer(wh, a["uuid"])["tags"]) == ["a", "b"]
+
+    ctl.configure(fault_rate=0.0)  # a real answer again: the failed rows go through on the next run
+    again = push(wh, client, "run-2", OP_UPDATES)
+    assert again["applied"] == 2
+    assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b", "vip"]
+    assert ctl.customer(b["uuid"])["attributes"]["custom"]["CAC"] == 30
+    assert ctl.customer(b["uuid"])["attributes"]["custom"]["channel"] == "Facebook"
