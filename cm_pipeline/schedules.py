@@ -6,24 +6,15 @@ The refresh cron is hourly unless WAREHOUSE_REFRESH_CRON says otherwise. The env
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
 
+from cm_pipeline.assets.freshness import DEFAULT_REFRESH_CRON, REFRESH_CRON_ENV, refresh_cron_now
 from cm_pipeline.jobs import warehouse_refresh_job
-
-DEFAULT_REFRESH_CRON = "0 * * * *"
-REFRESH_CRON_ENV = "WAREHOUSE_REFRESH_CRON"
 
 # Schedules other than the warehouse refresh (whose cron is only known when the code location loads).
 SCHEDULES: list = []
-
-
-def refresh_cron(environ: Mapping[str, str] | None = None) -> str | None:
-    """WAREHOUSE_REFRESH_CRON if set and not blank, else None (the default applies)."""
-    environ = os.environ if environ is None else environ
-    return (environ.get(REFRESH_CRON_ENV) or "").strip() or None
 
 
 def warehouse_refresh_schedule(
@@ -47,8 +38,5 @@ def warehouse_refresh_schedule(
 
 def build_schedules(environ: Mapping[str, str] | None = None) -> list[dg.ScheduleDefinition]:
     """Every schedule of the code location; reads WAREHOUSE_REFRESH_CRON (call when the location loads)."""
-    cron = refresh_cron(environ)
-    refresh = (
-        warehouse_refresh_schedule(cron, source=REFRESH_CRON_ENV) if cron else warehouse_refresh_schedule()
-    )
+    refresh = warehouse_refresh_schedule(refresh_cron_now(environ), source=REFRESH_CRON_ENV)
     return [refresh, *SCHEDULES]

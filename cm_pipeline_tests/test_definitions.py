@@ -6,12 +6,22 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
-from cm_pipeline.definitions import defs
+from cm_pipeline.definitions import build_defs
+from cm_pipeline.definitions import defs as lazy_defs
 
-EXPECTED_JOBS = {"warehouse_refresh_job", "push_customer_updates_job"}
+EXPECTED_JOBS = {
+    "warehouse_refresh_job",
+    "push_customer_updates_job",
+    "push_custom_attributes_job",
+    "create_customers_job",
+}
 EXPECTED_SCHEDULES = {"warehouse_refresh_schedule"}
 EXPECTED_SENSORS = {"reverse_etl_sensor"}
+
+
+defs = lazy_defs()  # what Dagster loads: the @dg.definitions function, called
 
 
 def test_defs_validate():
@@ -43,13 +53,39 @@ def test_every_op_has_a_docstring():
             assert node.description, f"op {node.name} of {job.name} has no description"
 
 
-def test_loading_reads_no_environment():
-    """Importing the definitions with an empty environment must work (secrets are resolved at run time)."""
+def test_loading_needs_no_environment():
+    """Loading the code location with an empty environment works (secrets are resolved at run time)."""
     code = (
-        "from cm_pipeline.definitions import defs; print(len(list(defs.get_repository_def().get_all_jobs())))"
+        "from cm_pipeline.definitions import defs; print(len(list(defs().get_repository_def().get_all_jobs())))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.strip()) >= len(EXPECTED_JOBS)
+
+
+def test_importing_reads_no_environment():
+    """An invalid cron breaks loading (naming the variable), but not the import: nothing is read then."""
+    env = {"PATH": "/usr/bin:/bin", "WAREHOUSE_REFRESH_CRON": "every hour"}
+    imported = subprocess.run(
+        [sys.executable, "-c", "import cm_pipeline.definitions"], env=env, capture_output=True, text=True
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "from cm_pipeline.definitions import defs; defs()"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert loaded.returncode != 0
+    assert "WAREHOUSE_REFRESH_CRON: 'every hour' is not a valid cron" in loaded.stderr
+
+
+def test_the_cron_sets_the_schedule_and_the_extract_assets_freshness():
+    daily = build_defs({"WAREHOUSE_REFRESH_CRON": "0 3 * * *"}).get_repository_def()
+    assert daily.get_schedule_def("warehouse_refresh_schedule").cron_schedule == "0 3 * * *"
+    policy = daily.asset_graph.get(dg.AssetKey("chartmogul_customers")).freshness_policy
+    assert policy.fail_window.to_timedelta().total_seconds() == pytest.approx(2 * 86400)
+    hourly = build_defs({}).get_repository_def().asset_graph.get(dg.AssetKey("chartmogul_customers"))
+    assert hourly.freshness_policy.fail_window.to_timedelta().total_seconds() == pytest.approx(2 * 3600)

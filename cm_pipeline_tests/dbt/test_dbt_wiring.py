@@ -25,7 +25,9 @@ from cm_pipeline.dbt_project import (
     prune_run_artifacts,
     warehouse_profile_env,
 )
-from cm_pipeline.definitions import defs
+from cm_pipeline.definitions import build_defs
+
+defs = build_defs()
 
 OUTBOUND = (
     "chartmogul_customer_updates",

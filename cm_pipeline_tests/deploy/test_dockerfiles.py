@@ -214,7 +214,7 @@ class Blocked:
 sys.meta_path.insert(0, Blocked())
 from cm_pipeline.definitions import defs
 
-repository = defs.get_repository_def()
+repository = defs().get_repository_def()
 print(len(repository.get_all_jobs()), "jobs")
 """
 

@@ -14,8 +14,9 @@ from cm_pipeline.schedules import DEFAULT_REFRESH_CRON, build_schedules, warehou
 
 
 def test_job_selects_the_asset_with_its_checks_and_carries_the_run_guard_tag():
-    from cm_pipeline.definitions import defs
+    from cm_pipeline.definitions import build_defs
 
+    defs = build_defs()
     job = defs.resolve_job_def("warehouse_refresh_job")
     assert WAREHOUSE_REFRESH_RUN_TAGS.items() <= job.run_tags.items()
     graph = defs.get_repository_def().asset_graph
@@ -54,7 +55,7 @@ def test_schedule_is_hourly_by_default_and_takes_the_cron_from_the_environment()
 def test_the_code_location_reads_the_cron_when_it_loads():
     code = (
         "from cm_pipeline.definitions import defs;"
-        "print(defs.get_repository_def().get_schedule_def('warehouse_refresh_schedule').cron_schedule)"
+        "print(defs().get_repository_def().get_schedule_def('warehouse_refresh_schedule').cron_schedule)"
     )
     env = {"PATH": "/usr/bin:/bin", "WAREHOUSE_REFRESH_CRON": "5 */2 * * *"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
