@@ -5,6 +5,7 @@ import dagster as dg
 from cm_pipeline.assets.dbt import cm_dbt_models
 from cm_pipeline.assets.extract import chartmogul_customers
 from cm_pipeline.ops.push import PUSH_JOBS
+from cm_pipeline.resources import CHARTMOGUL_API_RUN_TAGS
 
 # What a warehouse refresh materialises: the extract, then `dbt build` of every dbt node (seeds included,
 # which are not downstream of the extract); checks on selected assets come along.
@@ -13,7 +14,7 @@ WAREHOUSE_REFRESH_SELECTION = dg.AssetSelection.assets(chartmogul_customers) | d
 )
 
 # Run-level guard: docker/dagster.yaml's QueuedRunCoordinator lets one run with this tag key run at a time.
-WAREHOUSE_REFRESH_RUN_TAGS = {"cm_pipeline/refresh": "warehouse"}
+WAREHOUSE_REFRESH_RUN_TAGS = {"cm_pipeline/refresh": "warehouse", **CHARTMOGUL_API_RUN_TAGS}
 
 warehouse_refresh_job = dg.define_asset_job(
     name="warehouse_refresh_job",

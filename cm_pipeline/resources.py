@@ -13,6 +13,11 @@ from cm_pipeline.warehouse.connection import make_engine, redact, resolve_url
 
 DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"
 
+# Carried by every run that calls ChartMogul (the refresh and the pushes). ChartMogul's limits are per
+# account (40 requests/s, 20 connections) and each run's client allows 35/s and 10: the deployment's
+# queue (docker/dagster.yaml) lets one such run at a time, so two runs never add up past the account's limit.
+CHARTMOGUL_API_RUN_TAGS = {"cm_pipeline/chartmogul_api": "account"}
+
 
 class ChartMogulResource(dg.ConfigurableResource):
     """ChartMogul API access: key, base URL and the client-side limits every call goes through."""

@@ -7,7 +7,7 @@ run_id, and every outcome is written to chartmogul.push_log as soon as it is kno
 import dagster as dg
 from pydantic import Field
 
-from cm_pipeline.resources import ChartMogulResource, WarehouseResource
+from cm_pipeline.resources import CHARTMOGUL_API_RUN_TAGS, ChartMogulResource, WarehouseResource
 from cm_pipeline.reverse_etl.outcomes import OP_BY_EMAIL, OP_CREATES, OP_UPDATES
 from cm_pipeline.reverse_etl.push_log import drop_plan, outcome_counts
 from cm_pipeline.reverse_etl.run import PUSHERS, load
@@ -18,9 +18,9 @@ JOB_NAMES = {
     OP_CREATES: "create_customers_job",
 }
 OP_SUFFIX = {OP_UPDATES: "updates", OP_BY_EMAIL: "custom_attributes", OP_CREATES: "new_customers"}
-# On every push run: the deployment's QueuedRunCoordinator limits runs with this tag to one at a time,
-# since all pushes share the account's API limits (40 req/s, 20 connections).
-PUSH_RUN_TAGS = {"cm_pipeline/push": "chartmogul"}
+# On every push run: the deployment's QueuedRunCoordinator limits runs with these tags to one at a time,
+# since all pushes (and the refresh) share the account's API limits (40 req/s, 20 connections).
+PUSH_RUN_TAGS = {"cm_pipeline/push": "chartmogul", **CHARTMOGUL_API_RUN_TAGS}
 
 
 class PushConfig(dg.Config):

@@ -55,8 +55,9 @@ def _run_limits() -> list:
 
 def test_the_refresh_pool_is_limited_to_one_op_at_a_time():
     """An ad-hoc materialisation of chartmogul_customers (no run tag) still waits for a running refresh."""
-    from cm_pipeline.definitions import defs
+    from cm_pipeline.definitions import build_defs
 
+    defs = build_defs()
     assert _dagster_yaml()["concurrency"]["pools"]["default_limit"] == 1
     node = defs.get_repository_def().asset_graph.get(dg.AssetKey("chartmogul_customers"))
     assert node.pools == {"warehouse_refresh"}
@@ -64,8 +65,9 @@ def test_the_refresh_pool_is_limited_to_one_op_at_a_time():
 
 def test_the_refresh_job_carries_the_tag_the_queue_limits_to_one():
     """The tag key in dagster.yaml's tag_concurrency_limits is one that warehouse_refresh_job really has."""
-    from cm_pipeline.definitions import defs
+    from cm_pipeline.definitions import build_defs
 
+    defs = build_defs()
     assert _dagster_yaml()["run_coordinator"]["class"] == "QueuedRunCoordinator"
     limits = _key_limits(_run_limits())
     job_tags = defs.resolve_job_def(REFRESH_JOB).run_tags  # what each of its runs is tagged with
@@ -248,6 +250,21 @@ def test_every_push_job_carries_the_push_tag_the_queue_limits_to_one():
     # run_tags: the tags every run of the job gets, which the queue reads.
     untagged = {job.name: dict(job.run_tags) for job in PUSH_JOBS if PUSH_TAG_KEY not in job.run_tags}
     assert untagged == {}, f"push jobs without the {PUSH_TAG_KEY} tag the queue limits: {untagged}"
+
+
+def test_every_job_that_calls_chartmogul_shares_one_api_slot():
+    """The refresh and every push carry the API tag, limited to one run in both instances (per-account limits)."""
+    from cm_pipeline.definitions import build_defs
+    from cm_pipeline.resources import CHARTMOGUL_API_RUN_TAGS
+
+    [(api_key, _)] = CHARTMOGUL_API_RUN_TAGS.items()
+    assert _key_limits(_run_limits()).get(api_key) == 1
+    helm_runs = _helm_concurrency(_helm_values())["runs"]
+    assert _key_limits(helm_runs["tag_concurrency_limits"]).get(api_key) == 1
+    jobs = {job.name: job for job in build_defs().get_repository_def().get_all_jobs()}
+    callers = {REFRESH_JOB, "push_customer_updates_job", "push_custom_attributes_job", "create_customers_job"}
+    assert callers <= set(jobs)
+    assert {name for name in callers if api_key not in jobs[name].run_tags} == set()
 
 
 def _docker_files() -> list:
