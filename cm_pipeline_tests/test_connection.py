@@ -78,3 +78,20 @@ def test_embedded_default_starts_a_real_postgres(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "cm_pipeline"
     assert (tmp_path / "state" / "pgdata" / "PG_VERSION").exists()
+
+
+def test_without_pgserver_an_unset_warehouse_url_is_named(tmp_path):
+    """Where the embedded Postgres is not installed (the user-code image), the error says what to set."""
+    code = (
+        "import sys\n"
+        "class Blocked:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pgserver': raise ImportError('not installed')\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        "from cm_pipeline.warehouse.connection import resolve_url\n"
+        "resolve_url()\n"
+    )
+    env = {"CM_PIPELINE_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "WarehouseConfigError: WAREHOUSE_URL is not set and the embedded Postgres" in out.stderr

@@ -49,7 +49,13 @@ def redact(url: str) -> str:
 
 def embedded_server(data_dir: Path | None = None, cleanup_mode: str | None = None):
     """Start (or attach to) the embedded pgserver Postgres that keeps its data under `data_dir`."""
-    import pgserver  # imported lazily: it is only needed when no WAREHOUSE_URL is given
+    try:
+        import pgserver  # imported lazily: it is only needed when no WAREHOUSE_URL is given
+    except ImportError:
+        raise WarehouseConfigError(
+            "WAREHOUSE_URL is not set and the embedded Postgres (the pgserver package) is not installed here"
+            " (e.g. the user-code image): set WAREHOUSE_URL=postgresql+psycopg2://user:pass@host:5432/db"
+        ) from None
 
     data_dir = Path(data_dir or state_dir() / "pgdata")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
