@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
-# Kept equal to cm_pipeline.schedules (importing it here would import the jobs, which import the assets).
+# The refresh cron's default and variable; cm_pipeline.schedules takes them from here (this module imports
+# no jobs, so the assets can use it).
 DEFAULT_REFRESH_CRON = "0 * * * *"
 REFRESH_CRON_ENV = "WAREHOUSE_REFRESH_CRON"
 
