@@ -17,23 +17,34 @@ leads as (
 
 customers as (
 
-    select data_source_uuid, external_id
+    select data_source_uuid, external_id, billing_system_type
     from {{ ref('stg_chartmogul__customers') }}
 
 ),
 
--- Blank data_source_uuid in the seed: var('new_leads_data_source_uuid'), else the data source
--- holding the most customers in the warehouse.
+-- The API creates customers only in Custom data sources (billing system type 'Custom'), so only those
+-- can be the default.
+custom_data_sources as (
+
+    select data_source_uuid, count(*) as customer_count
+    from customers
+    where billing_system_type = 'Custom'
+        and data_source_uuid is not null
+    group by data_source_uuid
+
+),
+
+-- Blank data_source_uuid in the seed: var('new_leads_data_source_uuid'), else the Custom data source
+-- holding the most customers in the warehouse (ties: the smallest uuid). With neither it stays null:
+-- the model's not_null test on data_source_uuid fails, and the push rejects those rows by name.
 default_data_source as (
 
     select coalesce(
         {% if configured_data_source %}'{{ configured_data_source | replace("'", "''") }}'{% else %}null{% endif %}::text,
         (
             select data_source_uuid
-            from customers
-            where data_source_uuid is not null
-            group by data_source_uuid
-            order by count(*) desc, data_source_uuid
+            from custom_data_sources
+            order by customer_count desc, data_source_uuid
             limit 1
         )
     ) as data_source_uuid
