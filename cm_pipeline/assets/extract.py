@@ -89,7 +89,7 @@ class ExtractConfig(dg.Config):
         description=(
             "Walk a status holding more than split_threshold of the live customers (as last published) as one"
             " cursor per data source; its customers are then checked against the API's exact count and the"
-            " whole status is walked again if any are missing. A first load never splits."
+            " whole status is walked again if any are missing. A first load sizes statuses by the API's own counts."
         ),
     )
     split_threshold: float | None = Field(

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.errors import APIError, ChartMogulError, NotFoundError
 from cm_pipeline.chartmogul.models import STATUS_FILTERS, filter_to_status
+from cm_pipeline.warehouse.discovery import discover_sizes
 from cm_pipeline.warehouse.loader import (
     FETCH_CLOCK,
     VERIFY_PARTITION,
@@ -265,9 +266,6 @@ class Extraction:
         migration = ensure_tables(self.engine)
         if migration:
             self.log.warning(f"extract: {migration}")
-        if options.splits:
-            sizes = warehouse_sizes(self.engine, options.system)
-            self.plan = plan_partitions(options.partitions, sizes, options.threshold)
         self.the_pass = the_pass = open_pass(
             self.engine,
             filters=options.filters,
@@ -275,7 +273,7 @@ class Extraction:
             per_page=options.per_page,
             full_refresh=options.full_refresh,
             resume_max_age=options.resume_max_age,
-            plan=self.plan.partitions if self.plan else None,
+            plan=self._fresh_plan if options.splits else None,
         )
         self.progress = _Progress(list(the_pass.checkpoints))
         how = (
@@ -294,6 +292,27 @@ class Extraction:
             f"per_page {options.per_page}; filters {({k: v for k, v in options.filters.items() if v}) or 'none'}"
         )
         return the_pass
+
+    def _fresh_plan(self) -> list[str]:
+        """A fresh pass's partitions: large statuses split by data source, sized by the last publish or,
+        on a first load, by the API's own counts (discovery.py)."""
+        options = self.options
+        sizes = warehouse_sizes(self.engine, options.system)
+        if not sizes:
+            try:
+                sizes = discover_sizes(
+                    self.client,
+                    options.partitions,
+                    options.threshold,
+                    system=options.system,
+                    max_workers=options.max_workers,
+                    note=lambda line: self.log.info(f"extract: first-load plan: {line}"),
+                )
+            except ChartMogulError as exc:  # a plan is an optimisation: walk unsplit rather than fail here
+                self.log.warning(f"extract: first-load plan: counting failed ({exc}); no status is split")
+                sizes = {}
+        self.plan = plan_partitions(options.partitions, sizes, options.threshold)
+        return self.plan.partitions
 
     def walk(self) -> None:
         _walk(self.client, self.engine, self.options, self.the_pass, self.progress, self.log)

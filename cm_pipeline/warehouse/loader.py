@@ -18,7 +18,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from hashlib import md5
@@ -175,17 +175,24 @@ def open_pass(
     per_page: int,
     full_refresh: bool = False,
     resume_max_age: timedelta = timedelta(hours=24),
-    plan: Sequence[str] | None = None,
+    plan: Sequence[str] | Callable[[], Sequence[str]] | None = None,
 ) -> Pass:
     """Resume the unfinished pass with the same filters, or start a fresh one (truncating staging).
 
     `partitions` are the status partitions (part of the filters); `plan` the checkpoint rows of a fresh
-    pass (sub-partitions of split statuses; default `partitions`). A resumed pass keeps its own plan.
-    The caller must hold the refresh lock.
+    pass (sub-partitions of split statuses; default `partitions`), or a function computing them, called
+    only when a fresh pass starts. A resumed pass keeps its own plan. The caller must hold the refresh lock.
     """
-    plan = list(partitions if plan is None else plan)
-    if {base_partition(p) for p in plan} != set(partitions):
-        raise ValueError(f"plan: {plan!r} does not cover exactly the partitions {list(partitions)!r}")
+
+    def checked(chosen: Sequence[str]) -> list[str]:
+        chosen = list(chosen)
+        if {base_partition(p) for p in chosen} != set(partitions):
+            raise ValueError(f"plan: {chosen!r} does not cover exactly the partitions {list(partitions)!r}")
+        return chosen
+
+    plan_of_fresh_pass = plan if callable(plan) else None
+    if plan_of_fresh_pass is None:
+        plan = checked(partitions if plan is None else plan)
     filters = {**filters, "partitions": list(partitions)}
     conn = raw_connection(engine)
     try:
@@ -238,6 +245,8 @@ def open_pass(
                     f"UPDATE {PASSES_TABLE} SET state = 'abandoned', finished_at = now(), note = %s WHERE pass_id = %s",
                     (reason, resume_id),
                 )
+            if plan_of_fresh_pass is not None:
+                plan = checked(plan_of_fresh_pass())
             cur.execute(f"TRUNCATE {STAGING_TABLE}")
             cur.execute(
                 f"DELETE FROM {REJECTS_TABLE} WHERE pass_id NOT IN (SELECT pass_id FROM {PASSES_TABLE} WHERE state = 'published')"
