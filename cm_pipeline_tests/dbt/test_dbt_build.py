@@ -105,7 +105,7 @@ def _insert_customers(engine: sa.Engine, rows) -> None:
         f"INSERT INTO {CUSTOMERS_TABLE} (uuid, status, mrr, arr, tags, custom_attributes, email,"
         " data_source_uuid, external_id, country, currency, billing_system_type, raw, deleted_at)"
         " VALUES (:uuid, :status, :mrr, :arr, CAST(:tags AS jsonb), CAST(:custom AS jsonb), :email, :ds, :ext,"
-        " :country, 'USD', 'Stripe', CAST(:raw AS jsonb), :deleted_at)"
+        " :country, 'USD', CASE WHEN :ds = 'ds_main' THEN 'Custom' ELSE 'Stripe' END, CAST(:raw AS jsonb), :deleted_at)"
     )
     with engine.begin() as conn:
         for uuid, status, mrr, tags, custom, mail, ds, ext, country, deleted in rows:
