@@ -599,3 +599,22 @@ def test_odd_characters_round_trip(fresh_sandbox, http):
     )
     listed = http.get(f"{srv.base_url}/customers", params={"external_id": "odd-1"}).json()["entries"]
     assert listed == [body]
+
+
+def test_a_sandbox_bug_answers_an_html_500_instead_of_dropping_the_connection():
+    """An unexpected exception in a handler answers like the API's own failures: 500 with an HTML body."""
+    import requests
+
+    from cm_pipeline.sandbox import SandboxServer
+
+    with SandboxServer(customers=3, seed=1) as srv:
+
+        def broken(uuid):
+            raise RuntimeError("sandbox bug")
+
+        srv.store.get_bytes = broken  # the store is the sandbox's own; no HTTP or database is faked
+        answer = requests.get(f"{srv.base_url}/customers/cus_x", auth=("k", ""), timeout=10)
+        assert answer.status_code == 500
+        assert answer.headers["Content-Type"].startswith("text/html")
+        listed = requests.get(f"{srv.base_url}/customers", auth=("k", ""), timeout=10)
+        assert listed.status_code == 200 and len(listed.json()["entries"]) == 3
