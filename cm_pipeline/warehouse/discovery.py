@@ -4,10 +4,11 @@ A refresh plans its split from the last publish (partitions.warehouse_sizes). A 
 publish, so without this every status is one cursor and the pass takes as long as the largest status.
 Here, a few cheap requests stand in for the warehouse:
 
-1. one `per_page=1` request per status: the first page's `total_pages` is then the status's exact count;
-2. for each status holding more than `threshold` of all customers, one sample page (`per_page=200`) names
-   the data sources its customers come from;
-3. one `per_page=1` request per (status, data source) gives each sub-partition's exact count.
+1. each status's first page (`per_page=200`, concurrently): the data sources its customers come from,
+   and its size within a page (`total_pages` of the first page);
+2. for each status holding more than `threshold` of all customers, its exact count and each (status,
+   data source)'s exact count: one `per_page=1` request each, whose first page's `total_pages` is the
+   count (concurrently too).
 
 A status is split only if its data sources' counts add up to at least the status's count, i.e. the
 sample found every data source that status has (a merged customer counts once per source it names, so
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from cm_pipeline.warehouse.partitions import SEPARATOR
 
@@ -35,8 +37,17 @@ def _exact_count(client, **filters) -> int | None:
     return page.total_pages
 
 
-def _sample_sources(client, **filters) -> set[str]:
-    """Data sources named by the first page of customers matching `filters`."""
+@dataclass(frozen=True)
+class _Sample:
+    """A status's first page: its customers' data sources and how many customers it has (about)."""
+
+    count: int | None  # exact when one page holds them all, else total_pages x page size (an upper bound)
+    exact: bool
+    sources: frozenset[str]
+
+
+def _sample(client, **filters) -> _Sample:
+    """The first page of customers matching `filters` (per_page=200): data sources and a size."""
     page = client.list_customers_page(per_page=SAMPLE_SIZE, **filters)
     sources: set[str] = set()
     for entry in page.entries:
@@ -44,7 +55,11 @@ def _sample_sources(client, **filters) -> set[str]:
         extra = entry.get("data_source_uuids")
         if isinstance(extra, list):
             sources.update(extra)
-    return {s for s in sources if isinstance(s, str) and s.strip() and SEPARATOR not in s}
+    named = frozenset(s for s in sources if isinstance(s, str) and s.strip() and SEPARATOR not in s)
+    if not page.has_more:
+        return _Sample(len(page.entries), True, named)
+    size = page.per_page or SAMPLE_SIZE
+    return _Sample(page.total_pages * size if page.total_pages is not None else None, False, named)
 
 
 def discover_sizes(
@@ -58,38 +73,53 @@ def discover_sizes(
 ) -> dict[str, dict[str, int]]:
     """{status filter: {data source: count}} for statuses worth splitting, {status: {"": count}} for others.
 
-    The shape is partitions.plan_partitions' `sizes`; a status the API would not count is left out
+    Two rounds of concurrent requests: every status's first page (its data sources and its size within a
+    page), then, for the large statuses only, their exact counts and one count per (status, data source).
+    The shape is partitions.plan_partitions' `sizes`; a status the API would not size is left out
     (plan_partitions then walks it unsplit). `note` receives one line per decision, for the run log.
     """
     base = {"system": system} if system else {}
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="cm-discover") as pool:
-        found = pool.map(lambda s: _exact_count(client, status=s, **base), statuses)
-        known = {s: n for s, n in zip(statuses, found, strict=True) if n is not None}
-        total = sum(known.values())
-        sizes: dict[str, dict[str, int]] = {s: {"": n} for s, n in known.items()}
-        large = [s for s, n in known.items() if total and n / total > threshold and n > SAMPLE_SIZE]
-        sampled = pool.map(lambda s: _sample_sources(client, status=s, **base), large)
-        samples = dict(zip(large, sampled, strict=True))
-        pairs = [(s, ds) for s in large for ds in sorted(samples[s]) if len(samples[s]) >= 2]
-        found = pool.map(lambda p: _exact_count(client, status=p[0], data_source_uuid=p[1], **base), pairs)
+        sampled = pool.map(lambda s: _sample(client, status=s, **base), statuses)
+        samples = {s: x for s, x in zip(statuses, sampled, strict=True) if x.count is not None}
+        total = sum(x.count for x in samples.values())
+        sizes: dict[str, dict[str, int]] = {s: {"": x.count} for s, x in samples.items()}
+        large = [s for s, x in samples.items() if not x.exact and total and x.count / total > threshold]
+        asks = [(s, None) for s in large]
+        asks += [(s, ds) for s in large for ds in sorted(samples[s].sources) if len(samples[s].sources) >= 2]
+        counted = pool.map(
+            lambda a: _exact_count(
+                client, status=a[0], **({"data_source_uuid": a[1]} if a[1] else {}), **base
+            ),
+            asks,
+        )
+        exact: dict[str, int | None] = {}
         by_status: dict[str, dict[str, int | None]] = {}
-        for (status, ds), n in zip(pairs, found, strict=True):
-            by_status.setdefault(status, {})[ds] = n
+        for (status, ds), n in zip(asks, counted, strict=True):
+            if ds is None:
+                exact[status] = n
+            else:
+                by_status.setdefault(status, {})[ds] = n
     for status in large:
+        count = exact.get(status)
+        if count is not None:
+            sizes[status] = {"": count}
         by_ds = by_status.get(status, {})
         if len(by_ds) < 2:
-            note(f"{status}: {known[status]} customers from one data source in the sample; not split")
+            note(
+                f"{status}: about {samples[status].count} customers, one data source in the sample; not split"
+            )
             continue
-        if any(n is None for n in by_ds.values()):
-            note(f"{status}: the API gave no count for a data source; not split")
+        if count is None or any(n is None for n in by_ds.values()):
+            note(f"{status}: the API gave no count for it or one of its data sources; not split")
             continue
         summed = sum(by_ds.values())
-        if summed < known[status]:
+        if summed < count:
             note(
-                f"{status}: its {len(by_ds)} sampled data sources hold {summed} of {known[status]} customers;"
+                f"{status}: its {len(by_ds)} sampled data sources hold {summed} of {count} customers;"
                 " not split (another data source exists)"
             )
             continue
         sizes[status] = {ds: n for ds, n in by_ds.items() if n}
-        note(f"{status}: {known[status]} customers over {len(sizes[status])} data sources; split")
+        note(f"{status}: {count} customers over {len(sizes[status])} data sources; split")
     return sizes
