@@ -102,30 +102,22 @@ def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
     emails = {s["email"] for s in state.values() if s.get("email")}
     per_email = email_counts(engine, sorted(emails))
     to_apply: list[int] = []
+
+    def reject(req: UpdateRequest, error: str, http_status: int | None = None) -> None:
+        entries.append(
+            LogEntry(op, req.customer_uuid, "rejected", req.fingerprint, http_status=http_status, error=error)
+        )
+
     for seq, req in parsed:
         current = state.get(req.customer_uuid)
         if current is None:
-            entries.append(
-                LogEntry(
-                    op,
-                    req.customer_uuid,
-                    "rejected",
-                    req.fingerprint,
-                    error=f"customer {req.customer_uuid} not in warehouse (unknown or deleted)",
-                )
-            )
+            reject(req, f"customer {req.customer_uuid} not in warehouse (unknown or deleted)")
         elif (req.customer_uuid, req.fingerprint) in remembered:
             status, error = remembered[(req.customer_uuid, req.fingerprint)]
-            entries.append(
-                LogEntry(
-                    op,
-                    req.customer_uuid,
-                    "rejected",
-                    req.fingerprint,
-                    http_status=status,
-                    error=f"not resent: the API rejected these desired values before ({error}); "
-                    "change the row to try again",
-                )
+            reject(
+                req,
+                f"not resent: the API rejected these desired values before ({error}); change the row to try again",
+                status,
             )
         elif not needs_change(current["tags"], current["custom_attributes"], req.changes):
             entries.append(LogEntry(op, req.customer_uuid, "unchanged", req.fingerprint))
@@ -137,15 +129,7 @@ def diff(engine: Engine, run_id: str, op: str = OP_UPDATES) -> StepSummary:
             # Would need the add-by-email POST, which the warehouse already says cannot be made: no GET.
             email = current.get("email") or None
             count = per_email.get(email.lower(), 0) if email else 0
-            entries.append(
-                LogEntry(
-                    op,
-                    req.customer_uuid,
-                    "rejected",
-                    req.fingerprint,
-                    error=shared_email_reason(missing, email, count, "checked before any call"),
-                )
-            )
+            reject(req, shared_email_reason(missing, email, count, "checked before any call"))
         else:
             to_apply.append(seq)
     record(engine, run_id, entries)
