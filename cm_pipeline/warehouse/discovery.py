@@ -27,14 +27,16 @@ from cm_pipeline.warehouse.partitions import SEPARATOR
 SAMPLE_SIZE = 200  # the largest page the API serves
 
 
-def _exact_count(client, **filters) -> int | None:
-    """The number of customers matching `filters`: total_pages of a per_page=1 page (None if not sent)."""
+def exact_count(client, **filters) -> tuple[int | None, str]:
+    """(customers matching `filters`, "") from the total_pages of a per_page=1 page, or (None, why not)."""
     page = client.list_customers_page(per_page=1, **filters)
     if not page.has_more:
-        return len(page.entries)
-    if page.total_pages is None or page.per_page not in (None, 1):
-        return None
-    return page.total_pages
+        return len(page.entries), ""
+    if page.total_pages is None:
+        return None, "the API sent no total_pages"
+    if page.per_page not in (None, 1):
+        return None, f"the API answered per_page {page.per_page}, not 1"
+    return page.total_pages, ""
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,9 @@ def discover_sizes(
         asks = [(s, None) for s in large]
         asks += [(s, ds) for s in large for ds in sorted(samples[s].sources) if len(samples[s].sources) >= 2]
         counted = pool.map(
-            lambda a: _exact_count(
+            lambda a: exact_count(
                 client, status=a[0], **({"data_source_uuid": a[1]} if a[1] else {}), **base
-            ),
+            )[0],
             asks,
         )
         exact: dict[str, int | None] = {}

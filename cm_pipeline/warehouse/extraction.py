@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.errors import APIError, ChartMogulError, NotFoundError
 from cm_pipeline.chartmogul.models import STATUS_FILTERS, filter_to_status
-from cm_pipeline.warehouse.discovery import discover_sizes
+from cm_pipeline.warehouse.discovery import discover_sizes, exact_count
 from cm_pipeline.warehouse.loader import (
     FETCH_CLOCK,
     VERIFY_PARTITION,
@@ -416,7 +416,10 @@ def _walk(
 
     try:
         for status in sorted(unchecked):  # one request each; first, so the checks never wait for them
-            futures[pool.submit(_count_status, client, options, status)] = ("count", status)
+            futures[pool.submit(exact_count, client, status=status, system=options.system)] = (
+                "count",
+                status,
+            )
         for name in todo:  # a fresh plan lists the largest partitions first
             start_walk(name)
         pending = set(futures)
@@ -456,18 +459,6 @@ def _walk(
             f"extract: {progress.rejected_count} entries rejected (see chartmogul._extract_rejects), "
             f"{progress.problem_count} field values stored as NULL or cleaned (raw keeps them)"
         )
-
-
-def _count_status(client, options: ExtractOptions, status: str) -> tuple[int | None, str]:
-    """The API's exact customer count for a status (total_pages of a per_page=1 request), or None and why."""
-    page = client.list_customers_page(status=status, system=options.system, per_page=1)
-    if page.total_pages is None:
-        if not page.has_more:
-            return len(page.entries), ""
-        return None, "the API sent no total_pages"
-    if page.per_page not in (None, 1):
-        return None, f"the API answered per_page {page.per_page}, not 1"
-    return page.total_pages, ""
 
 
 def _check_coverage(
