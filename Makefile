@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
-	$(BIN)/python -m cm_pipeline.dbt_project prepare
+	$(BIN)/python -m cm_pipeline.models.project prepare
 
 demo: setup
 	$(BIN)/python -m cm_pipeline.demo

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from cm_pipeline.chartmogul import ChartMogulClient
-from cm_pipeline.reverse_etl.outcomes import OP_UPDATES
-from cm_pipeline.reverse_etl.push_log import _upsert_sql, ensure_tables
-from cm_pipeline.reverse_etl.run import push
+from cm_pipeline.push.outcomes import OP_UPDATES
+from cm_pipeline.push.push_log import _upsert_sql, ensure_tables
+from cm_pipeline.push.run import push
 from cm_pipeline.sandbox import SandboxProcess
 from cm_pipeline.warehouse.connection import ensure_database, resolve_url
 from cm_pipeline.warehouse.mapping import map_customer

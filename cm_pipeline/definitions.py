@@ -9,31 +9,29 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from cm_pipeline.assets import ASSET_CHECKS, ASSETS
-from cm_pipeline.assets.extract import chartmogul_customers
-from cm_pipeline.assets.freshness import freshness_policy_for, refresh_cron_now
-from cm_pipeline.jobs import JOBS
+from cm_pipeline.extract.asset import chartmogul_customers
+from cm_pipeline.extract.checks import EXTRACT_CHECKS
+from cm_pipeline.extract.freshness import freshness_policy_for, refresh_cron_now
+from cm_pipeline.extract.job import build_schedules, warehouse_refresh_job
+from cm_pipeline.models.assets import cm_dbt_models
+from cm_pipeline.push.jobs import PUSH_JOBS
+from cm_pipeline.push.sensor import reverse_etl_sensor
 from cm_pipeline.resources import build_resources
-from cm_pipeline.schedules import build_schedules
-from cm_pipeline.sensors import SENSORS
 
 
 def build_defs(environ: Mapping[str, str] | None = None) -> dg.Definitions:
     """Every definition of the code location, for the refresh cron in `environ` (default: os.environ)."""
     schedules = build_schedules(environ)  # validates the cron, naming WAREHOUSE_REFRESH_CRON if invalid
     policy = freshness_policy_for(refresh_cron_now(environ))
-    assets = [
-        asset.map_asset_specs(lambda spec: spec.replace_attributes(freshness_policy=policy))
-        if asset is chartmogul_customers
-        else asset
-        for asset in ASSETS
-    ]
+    extract = chartmogul_customers.map_asset_specs(
+        lambda spec: spec.replace_attributes(freshness_policy=policy)
+    )
     return dg.Definitions(
-        assets=assets,
-        asset_checks=ASSET_CHECKS,
-        jobs=JOBS,
+        assets=[extract, cm_dbt_models],
+        asset_checks=EXTRACT_CHECKS,
+        jobs=[warehouse_refresh_job, *PUSH_JOBS],
         schedules=schedules,
-        sensors=SENSORS,
+        sensors=[reverse_etl_sensor],
         resources=build_resources(),
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg2
 from sqlalchemy.engine import Engine
 
+from cm_pipeline.extract.plan import base_partition
 from cm_pipeline.warehouse.locks import raw_connection
 from cm_pipeline.warehouse.mapping import (
     MAPPING_VERSION,
@@ -37,7 +38,6 @@ from cm_pipeline.warehouse.mapping import (
     mapped_columns_sql,
     prepare_entry,
 )
-from cm_pipeline.warehouse.partitions import base_partition
 from cm_pipeline.warehouse.schema import (
     CHECKPOINTS_TABLE,
     CUSTOMER_DATA_COLUMNS,

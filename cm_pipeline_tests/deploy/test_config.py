@@ -242,7 +242,7 @@ def test_one_push_run_at_a_time_in_both_instances():
 
 def test_every_push_job_carries_the_push_tag_the_queue_limits_to_one():
     """A run of any push job holds the one push slot: ChartMogul's request limit is per account."""
-    from cm_pipeline.ops.push import PUSH_JOBS
+    from cm_pipeline.push.jobs import PUSH_JOBS
 
     limit = _key_limits(_run_limits())[PUSH_TAG_KEY]
     assert limit == 1

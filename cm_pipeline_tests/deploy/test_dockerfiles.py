@@ -90,10 +90,10 @@ def test_user_code_image_prepares_dbt_with_the_make_setup_entry_point():
     """The image prepares the manifest with the very command `make setup` runs.
 
     What that command does (dbt parse into dbt_project/target/manifest.json) is covered by
-    cm_pipeline_tests/dbt/test_dbt_wiring.py::test_clean_checkout_gets_a_manifest_and_edits_make_it_stale.
+    cm_pipeline_tests/models/test_dbt_wiring.py::test_clean_checkout_gets_a_manifest_and_edits_make_it_stale.
     """
-    (setup,) = [m for m in _module_invocations(_make_recipe("setup")) if m[0] == "cm_pipeline.dbt_project"]
-    assert setup == ["cm_pipeline.dbt_project", "prepare"]
+    (setup,) = [m for m in _module_invocations(_make_recipe("setup")) if m[0] == "cm_pipeline.models.project"]
+    assert setup == ["cm_pipeline.models.project", "prepare"]
     runs = [args for i, args in _instructions("Dockerfile.user_code") if i == "RUN"]
     assert setup in _module_invocations(runs), (
         f"Dockerfile.user_code does not run `python -m {' '.join(setup)}`"

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.assets.checks import EXTRACT_CHECKS
-from cm_pipeline.assets.extract import chartmogul_customers
+from cm_pipeline.extract.asset import chartmogul_customers
+from cm_pipeline.extract.checks import EXTRACT_CHECKS
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS

@@ -8,18 +8,18 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.assets.checks import customers_freshness, freshness_verdict
-from cm_pipeline.assets.extract import chartmogul_customers
-from cm_pipeline.assets.freshness import (
+from cm_pipeline.extract.asset import chartmogul_customers
+from cm_pipeline.extract.checks import customers_freshness, freshness_verdict
+from cm_pipeline.extract.freshness import (
     DEFAULT_REFRESH_CRON,
     REFRESH_CRON_ENV,
     freshness_policy_for,
     freshness_windows,
     refresh_cron_now,
 )
+from cm_pipeline.extract.job import DEFAULT_REFRESH_CRON as SCHEDULES_DEFAULT
+from cm_pipeline.extract.job import REFRESH_CRON_ENV as SCHEDULES_ENV
 from cm_pipeline.resources import WarehouseResource
-from cm_pipeline.schedules import DEFAULT_REFRESH_CRON as SCHEDULES_DEFAULT
-from cm_pipeline.schedules import REFRESH_CRON_ENV as SCHEDULES_ENV
 from cm_pipeline.warehouse.loader import ensure_tables
 
 H = timedelta(hours=1)

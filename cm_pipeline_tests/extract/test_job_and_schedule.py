@@ -8,9 +8,14 @@ import sys
 import dagster as dg
 import pytest
 
-from cm_pipeline.assets.extract import WAREHOUSE_REFRESH_POOL, chartmogul_customers
-from cm_pipeline.jobs import WAREHOUSE_REFRESH_RUN_TAGS, WAREHOUSE_REFRESH_SELECTION
-from cm_pipeline.schedules import DEFAULT_REFRESH_CRON, build_schedules, warehouse_refresh_schedule
+from cm_pipeline.extract.asset import WAREHOUSE_REFRESH_POOL, chartmogul_customers
+from cm_pipeline.extract.job import (
+    DEFAULT_REFRESH_CRON,
+    WAREHOUSE_REFRESH_RUN_TAGS,
+    WAREHOUSE_REFRESH_SELECTION,
+    build_schedules,
+    warehouse_refresh_schedule,
+)
 
 
 def test_job_selects_the_asset_with_its_checks_and_carries_the_run_guard_tag():

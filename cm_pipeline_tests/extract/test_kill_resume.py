@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     import dagster as dg
-    from cm_pipeline.assets.extract import chartmogul_customers
+    from cm_pipeline.extract.asset import chartmogul_customers
     from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 
     base_url, db_url, key = sys.argv[1:4]

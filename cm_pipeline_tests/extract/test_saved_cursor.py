@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from cm_pipeline.chartmogul import ChartMogulClient
 from cm_pipeline.chartmogul.errors import APIError
-from cm_pipeline.warehouse.extraction import Extraction, ExtractOptions
+from cm_pipeline.extract.engine import Extraction, ExtractOptions
 from cm_pipeline.warehouse.loader import StagingWriter
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.extract.conftest import Gateway, ListLog, json_answer, query

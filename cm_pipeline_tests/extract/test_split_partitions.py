@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from cm_pipeline.chartmogul import ChartMogulClient
 from cm_pipeline.chartmogul.errors import ChartMogulError
+from cm_pipeline.extract.engine import ExtractOptions, run_extraction
 from cm_pipeline.sandbox import SandboxServer
-from cm_pipeline.warehouse.extraction import ExtractOptions, run_extraction
 from cm_pipeline_tests.extract.conftest import query, snapshot
 
 LOG = logging.getLogger("test.extract.split")

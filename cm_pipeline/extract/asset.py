@@ -1,0 +1,211 @@
+"""The `chartmogul_customers` asset: every ChartMogul customer, extracted into chartmogul.customers."""
+
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import dagster as dg
+from pydantic import Field
+
+from cm_pipeline.extract.engine import ExtractOptions, ExtractResult, run_extraction
+from cm_pipeline.extract.freshness import DEFAULT_REFRESH_CRON, freshness_policy_for
+from cm_pipeline.resources import ChartMogulResource, WarehouseResource
+from cm_pipeline.warehouse.schema import CUSTOMER_COLUMNS, CUSTOMERS_TABLE
+
+# Cross-run guard: at most one op in this pool runs at a time once the instance gives the pool a limit
+# of 1 (`dagster instance concurrency set warehouse_refresh 1`, or concurrency.pools.default_limit: 1).
+WAREHOUSE_REFRESH_POOL = "warehouse_refresh"
+
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "uuid": "ChartMogul customer UUID (primary key)",
+    "id": "ChartMogul internal numeric id",
+    "external_id": "the customer's id in its billing system",
+    "external_ids": "external ids of every record merged into this customer (array)",
+    "data_source_uuid": "the customer's data source",
+    "data_source_uuids": "data sources of every record merged into this customer (array)",
+    "name": "customer name (deprecated by ChartMogul, still returned)",
+    "email": "customer email (not unique)",
+    "company": "company name",
+    "status": "New Lead, Working Lead, Qualified Lead, Unqualified Lead, Active, Past Due or Cancelled",
+    "customer_since": "when the first subscription started (API field customer-since)",
+    "lead_created_at": "when the customer became a lead",
+    "free_trial_started_at": "when the free trial started",
+    "country": "ISO 3166-1 alpha-2 country",
+    "state": "state code",
+    "city": "city",
+    "zip": "zip code",
+    "address": "the address object as returned (jsonb)",
+    "tags": "attributes.tags (jsonb array)",
+    "custom_attributes": "attributes.custom (jsonb object)",
+    "stripe": "attributes.stripe metadata (jsonb object)",
+    "mrr": "monthly recurring revenue, integer cents of the account currency",
+    "arr": "annual run rate, integer cents of the account currency",
+    "currency": "account currency code",
+    "currency_sign": "account currency symbol (API field currency-sign)",
+    "billing_system_type": "billing system, e.g. Stripe or Custom (API field billing-system-type)",
+    "billing_system_url": "link to the customer in the billing system",
+    "chartmogul_url": "link to the customer in ChartMogul",
+    "owner": "user responsible for the customer",
+    "website_url": "customer's website",
+    "raw": "the API entry exactly as received (jsonb); fields the API adds later live here",
+    "first_seen_at": "when this pipeline first stored the customer",
+    "synced_at": "when the row's data was last written",
+    "deleted_at": "set when GET /customers/{uuid} answered 404 after a complete pass missed the customer",
+}
+
+CUSTOMERS_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(
+            name,
+            ddl.split()[0],
+            description=COLUMN_DESCRIPTIONS.get(name),
+            constraints=dg.TableColumnConstraints(nullable="NOT NULL" not in ddl, unique=name == "uuid"),
+        )
+        for name, ddl in CUSTOMER_COLUMNS
+    ]
+)
+
+
+class ExtractConfig(dg.Config):
+    """Run config of a warehouse refresh; every field has a default, so schedules need none."""
+
+    per_page: int = Field(default=200, description="Customers per list request (1-200).")
+    max_workers: int = Field(
+        default=10,
+        description="Partitions walked at once (1-32); all share the client's rate and connection limits.",
+    )
+    data_source_uuid: str | None = Field(
+        default=None, description="Only customers of this data source (list filter data_source_uuid)."
+    )
+    system: str | None = Field(
+        default=None,
+        description="Only customers of this billing system, e.g. Stripe or Custom (case-sensitive).",
+    )
+    partition_by_status: bool = Field(
+        default=True,
+        description="Walk the seven status filters concurrently; false walks one unfiltered cursor.",
+    )
+    split_large_partitions: bool = Field(
+        default=True,
+        description=(
+            "Walk a status holding more than split_threshold of the live customers (as last published) as one"
+            " cursor per data source; its customers are then checked against the API's exact count and the"
+            " whole status is walked again if any are missing. A first load sizes statuses by the API's own counts."
+        ),
+    )
+    split_threshold: float | None = Field(
+        default=None,
+        description="Share of the live customers above which a status is split (0-1); unset: 1/max_workers.",
+    )
+    full_refresh: bool = Field(
+        default=False, description="Discard any unfinished pass and its checkpoints and start over."
+    )
+    resume_max_age_hours: float = Field(
+        default=24.0,
+        description="An unfinished pass older than this is not resumed: a fresh pass starts instead.",
+    )
+    verify_deletions: bool = Field(
+        default=True,
+        description="GET each published customer the pass did not see; only a 404 sets deleted_at.",
+    )
+    max_deletion_checks: int = Field(
+        default=10_000, description="At most this many unseen customers are verified per run."
+    )
+    progress_interval_seconds: float = Field(default=3.0, description="Seconds between progress log lines.")
+
+    def options(self) -> ExtractOptions:
+        return ExtractOptions(
+            per_page=self.per_page,
+            max_workers=self.max_workers,
+            data_source_uuid=self.data_source_uuid,
+            system=self.system,
+            partition_by_status=self.partition_by_status,
+            split_large_partitions=self.split_large_partitions,
+            split_threshold=self.split_threshold,
+            full_refresh=self.full_refresh,
+            resume_max_age=timedelta(hours=self.resume_max_age_hours),
+            verify_deletions=self.verify_deletions,
+            max_deletion_checks=self.max_deletion_checks,
+            progress_interval=self.progress_interval_seconds,
+        )
+
+
+def public_url(url: str) -> str:
+    """`url` without any user:password@ part, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
+    """MaterializeResult metadata: counts, duration, MRR as a plottable number, the table schema."""
+    pub = result.publish
+    return {
+        "dagster/row_count": pub.row_count,
+        "dagster/table_name": CUSTOMERS_TABLE,
+        "dagster/column_schema": CUSTOMERS_TABLE_SCHEMA,
+        "live_customers": pub.live_count,
+        "inserted": pub.inserted,
+        "updated": pub.updated,
+        "unchanged": pub.unchanged,
+        "deleted": pub.deleted,
+        "undeleted": pub.undeleted,
+        "pages": result.pages,
+        "customers_fetched": result.customers_fetched,
+        "duration_seconds": dg.FloatMetadataValue(round(result.duration_seconds, 3)),
+        "total_mrr": dg.FloatMetadataValue(pub.total_mrr_cents / 100.0),
+        "rejected_entries": result.rejected,
+        "field_problems": result.field_problems,
+        "status_mismatches": result.status_mismatches,
+        "deletion_candidates": result.deletion_candidates,
+        "verified_alive": result.verified_alive,
+        "verification_errors": result.verification_errors,
+        "pass_id": result.pass_id,
+        "resumed": result.resumed,
+        "http_requests": result.requests.get("requests", 0),
+        "http_retries": result.requests.get("retries", 0),
+        "http_429": result.requests.get("rate_limited", 0),
+        "partitions": dg.MetadataValue.json(
+            {
+                name: {
+                    "pages": p.pages + p.resumed_pages,
+                    "customers": p.customers + p.resumed_customers,
+                    "pages_this_run": p.pages,
+                    "state": p.state,
+                }
+                for name, p in result.partitions.items()
+            }
+        ),
+        "coverage": dg.MetadataValue.json(result.coverage),
+        "warehouse": warehouse_url_redacted,
+    }
+
+
+@dg.asset(
+    name="chartmogul_customers",
+    group_name="chartmogul",
+    pool=WAREHOUSE_REFRESH_POOL,
+    kinds={"python", "postgres"},
+    metadata={"dagster/table_name": CUSTOMERS_TABLE, "dagster/column_schema": CUSTOMERS_TABLE_SCHEMA},
+    # For the default hourly cron: warn after 90 minutes without a publish, fail after two hours (the daemon
+    # evaluates it). A code location on another cron sets freshness_policy_for(cron) when it loads.
+    freshness_policy=freshness_policy_for(DEFAULT_REFRESH_CRON),
+)
+def chartmogul_customers(
+    context: dg.AssetExecutionContext,
+    config: ExtractConfig,
+    chartmogul: ChartMogulResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """Every ChartMogul customer in chartmogul.customers: parallel, resumable, published atomically, deletions verified."""
+    options = config.options()
+    redacted = warehouse.redacted_url()
+    context.log.info(f"extract: warehouse {redacted}, API {public_url(chartmogul.resolved_base_url())}")
+    engine = warehouse.get_engine()
+    try:
+        with chartmogul.get_client() as client:
+            result = run_extraction(client, engine, options, context.log)
+    finally:
+        engine.dispose()
+    return dg.MaterializeResult(metadata=result_metadata(result, redacted))

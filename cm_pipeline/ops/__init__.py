@@ -1,1 +1,0 @@
-"""Reverse-ETL ops that push warehouse-computed changes to ChartMogul."""
