@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.sandbox import SandboxProcess
 
 KEY = "bench-key"

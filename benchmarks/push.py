@@ -24,7 +24,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.push.outcomes import OP_UPDATES
 from cm_pipeline.push.push_log import _upsert_sql, ensure_tables
 from cm_pipeline.push.run import push

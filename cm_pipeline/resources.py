@@ -45,7 +45,7 @@ class ChartMogulResource(dg.ConfigurableResource):
 
     def get_client(self):
         """A new client; all threads that share it share one rate limiter."""
-        from cm_pipeline.chartmogul import ChartMogulClient
+        from cm_pipeline.chartmogul.client import ChartMogulClient
 
         return ChartMogulClient(
             api_key=self.api_key,

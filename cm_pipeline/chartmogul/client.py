@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
@@ -34,12 +35,11 @@ from cm_pipeline.chartmogul.errors import (
     is_duplicate_external_id,
     is_retriable,
 )
-from cm_pipeline.chartmogul.models import CUSTOM_ATTRIBUTE_TYPES, CreateResult, status_to_filter
 from cm_pipeline.chartmogul.pagination import CursorWalker, CustomerPage, page_from_body
 from cm_pipeline.chartmogul.ratelimit import RateLimiter
+from cm_pipeline.chartmogul.vocabulary import CUSTOM_ATTRIBUTE_TYPES, MAX_PER_PAGE, status_to_filter
 
 DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"
-MAX_PER_PAGE = 200
 
 log = logging.getLogger("cm_pipeline.chartmogul")
 
@@ -52,6 +52,16 @@ def _version() -> str:
 
 
 USER_AGENT = f"cm_pipeline/{_version()}"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """Outcome of create_customer: the customer as ChartMogul has it, whether this call created it, and
+    the HTTP status the POST was answered with (201 created; 422 when it met an existing external_id)."""
+
+    customer: dict
+    created: bool
+    status: int | None = None
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: float) -> float:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.errors import APIError, ChartMogulError, NotFoundError
-from cm_pipeline.chartmogul.models import STATUS_FILTERS, filter_to_status
+from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS, filter_to_status
 from cm_pipeline.extract.discovery import discover_sizes, exact_count
 from cm_pipeline.extract.plan import (
     Plan,

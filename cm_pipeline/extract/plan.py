@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from cm_pipeline.chartmogul.models import STATUS_FILTERS, status_to_filter
+from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS, status_to_filter
 from cm_pipeline.warehouse.locks import raw_connection
 from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE
 

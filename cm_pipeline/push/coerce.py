@@ -13,11 +13,15 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
-MAX_STRING = 255
-KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
-TRUE_FORMS = ("TRUE", "true", "t", "1")
-FALSE_FORMS = ("FALSE", "false", "f", "0")
+from cm_pipeline.chartmogul.vocabulary import (
+    ATTRIBUTE_KEY_RE,
+    CUSTOM_ATTRIBUTE_TYPES,
+    FALSE_FORMS,
+    MAX_STRING,
+    TRUE_FORMS,
+    timestamp_or_none,
+)
+
 _INTEGER_RE = re.compile(r"^[+-]?\d+$")
 _DECIMAL_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 # A date, optionally followed by a time and a zone: what ISO 8601 timestamps look like here.
@@ -43,7 +47,7 @@ def _show(value: Any) -> str:
 
 def validate_key(key: Any) -> str:
     """The key itself: a non-empty string of letters, digits and underscores."""
-    if not isinstance(key, str) or not KEY_RE.match(key):
+    if not isinstance(key, str) or not ATTRIBUTE_KEY_RE.match(key):
         raise CoercionError(str(key), key, "has an invalid key (only letters, digits and underscores)")
     return key
 
@@ -51,28 +55,12 @@ def validate_key(key: Any) -> str:
 def normalize_type(key: str, type_name: Any) -> str:
     """The canonical type name (case-insensitive match), or an error naming the key and the type."""
     if isinstance(type_name, str):
-        for name in TYPES:
+        for name in CUSTOM_ATTRIBUTE_TYPES:
             if name.lower() == type_name.strip().lower():
                 return name
-    raise CoercionError(key, type_name, f"is not an attribute type (expected one of {', '.join(TYPES)})")
-
-
-def parse_timestamp(text: str) -> datetime | None:
-    """An aware datetime (naive means UTC) for an ISO 8601 string, or None when it is not one."""
-    if not isinstance(text, str) or not _TIMESTAMP_RE.match(text.strip()):
-        return None
-    raw = text.strip()
-    if raw[-1] in "Zz":
-        raw = raw[:-1] + "+00:00"
-    # fromisoformat accepts at most 6 fractional digits
-    raw = re.sub(r"(\.\d{6})\d+", r"\1", raw)
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
+    raise CoercionError(
+        key, type_name, f"is not an attribute type (expected one of {', '.join(CUSTOM_ATTRIBUTE_TYPES)})"
+    )
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -154,7 +142,7 @@ def _timestamp(key: str, value: Any) -> str:
         return format_timestamp(moment)
     if not isinstance(value, str):
         raise CoercionError(key, value, "is not an ISO 8601 timestamp string")
-    moment = parse_timestamp(value)
+    moment = timestamp_or_none(value)
     if moment is None:
         raise CoercionError(key, value, "is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)")
     return format_timestamp(moment)
@@ -191,7 +179,7 @@ def infer_type(key: str, value: Any) -> str:
     if isinstance(value, (float, Decimal)):
         return "Decimal"
     if isinstance(value, str):
-        return "Timestamp" if parse_timestamp(value) is not None else "String"
+        return "Timestamp" if timestamp_or_none(value) is not None else "String"
     if isinstance(value, datetime):
         return "Timestamp"
     raise CoercionError(key, value, f"is a JSON {type(value).__name__}; a custom attribute must be a scalar")

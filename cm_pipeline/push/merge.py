@@ -13,7 +13,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cm_pipeline.push.coerce import FALSE_FORMS, TRUE_FORMS, coerce_value, parse_timestamp
+from cm_pipeline.chartmogul.vocabulary import FALSE_FORMS, TRUE_FORMS, timestamp_or_none
+from cm_pipeline.push.coerce import coerce_value
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,8 @@ def values_equal(a: Any, b: Any, type_name: str | None = None) -> bool:
         both_typed = isinstance(a, datetime) and isinstance(b, datetime)
         if type_name != "Timestamp" and not both_typed:
             return False
-        left = a if isinstance(a, datetime) else parse_timestamp(a)
-        right = b if isinstance(b, datetime) else parse_timestamp(b)
+        left = a if isinstance(a, datetime) else timestamp_or_none(a)
+        right = b if isinstance(b, datetime) else timestamp_or_none(b)
         return left is not None and right is not None and left == right
     return a == b
 
@@ -155,7 +156,7 @@ def stored_types(changes: Changes, sent: Mapping[str, Any]) -> dict[str, str]:
     """
     out = dict(changes.declared)
     for key in changes.set_custom:
-        if key not in out and isinstance(sent.get(key), str) and parse_timestamp(sent[key]) is not None:
+        if key not in out and isinstance(sent.get(key), str) and timestamp_or_none(sent[key]) is not None:
             out[key] = "Timestamp"
     return out
 

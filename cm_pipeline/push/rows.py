@@ -15,6 +15,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from cm_pipeline.chartmogul.vocabulary import timestamp_or_none
 from cm_pipeline.push.coerce import (
     CoercionError,
     coerce_attribute,
@@ -22,7 +23,6 @@ from cm_pipeline.push.coerce import (
     format_timestamp,
     infer_type,
     normalize_type,
-    parse_timestamp,
     validate_key,
 )
 from cm_pipeline.push.merge import Changes
@@ -265,7 +265,7 @@ def _timestamp_field(field: str, value: Any, problems: list[str]) -> str | None:
         return format_timestamp(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     if isinstance(value, date):
         return f"{value.isoformat()}T00:00:00Z"
-    moment = parse_timestamp(value) if isinstance(value, str) else None
+    moment = timestamp_or_none(value) if isinstance(value, str) else None
     if moment is None:
         problems.append(f"{field}: value {value!r} is not an ISO 8601 timestamp")
         return None

@@ -16,22 +16,21 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-CUSTOM_ATTRIBUTE_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
-LEAD_STATUSES = ("New Lead", "Working Lead", "Qualified Lead", "Unqualified Lead")
-ALL_STATUSES = LEAD_STATUSES + ("Active", "Past Due", "Cancelled")
-STATUS_FILTERS = {s.replace(" ", "_"): s for s in ALL_STATUSES}
-BOOLEAN_STRINGS = {
-    "TRUE": True,
-    "true": True,
-    "t": True,
-    "1": True,
-    "FALSE": False,
-    "false": False,
-    "f": False,
-    "0": False,
-}
-STRING_MAX = 255
-KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
+from cm_pipeline.chartmogul.vocabulary import (
+    ATTRIBUTE_KEY_RE,
+    CUSTOM_ATTRIBUTE_TYPES,
+    FALSE_FORMS,
+    LEAD_STATUSES,
+    MAX_STRING,
+    STATUS_FILTERS,
+    STATUSES,
+    TRUE_FORMS,
+)
+from cm_pipeline.chartmogul.vocabulary import parse_timestamp as parse_iso
+
+ALL_STATUSES = STATUSES
+STATUS_BY_FILTER = dict(zip(STATUS_FILTERS, STATUSES, strict=True))
+BOOLEAN_STRINGS = {**dict.fromkeys(TRUE_FORMS, True), **dict.fromkeys(FALSE_FORMS, False)}
 # add-custom-attributes-by-email.txt: Integer "accepts only numeric characters" (ASCII digits, a leading
 # minus for negatives); Decimal "accepts floating point numbers". Used with fullmatch (no trailing newline).
 _INT_RE = re.compile(r"-?[0-9]+")
@@ -101,19 +100,13 @@ def not_a_custom_data_source(uuid: str, system: str) -> ApiFailure:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """ISO 8601 string (date, 'YYYY-MM-DD HH:MM:SS', with T/Z/offset) -> aware UTC datetime; else ValueError."""
+    """A non-empty ISO 8601 string -> aware UTC datetime; ValueError in the sandbox's own words otherwise."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be an ISO 8601 formatted string")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        dt = datetime.fromisoformat(text)
+        return parse_iso(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO 8601 formatted time") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
 
 
 def format_timestamp(dt: datetime) -> str:
@@ -171,7 +164,7 @@ def validate_lead_and_trial(body: dict, now: datetime, current: dict | None = No
 def validate_key(key: Any, param: str = "key") -> str:
     if not isinstance(key, str) or not key:
         raise field_errors([(param, "Custom attribute key must be a non-empty string")])
-    if not KEY_RE.match(key):
+    if not ATTRIBUTE_KEY_RE.match(key):
         raise field_errors(
             [(key, f"Custom attribute key {key!r} may contain only alphanumeric characters and underscores")]
         )
@@ -190,12 +183,12 @@ def coerce_value(attr_type: str, value: Any, key: str) -> Any:
         # The pages' String values are all JSON strings; a number or boolean is not silently stringified.
         if not isinstance(value, str):
             raise fail(f"expected a string, not a JSON {_json_kind(value)}")
-        if len(value) > STRING_MAX:
+        if len(value) > MAX_STRING:
             raise field_errors(
                 [
                     (
                         key,
-                        f"Custom attribute {key!r} (String): at most {STRING_MAX} characters, got {len(value)}",
+                        f"Custom attribute {key!r} (String): at most {MAX_STRING} characters, got {len(value)}",
                     )
                 ]
             )
@@ -360,10 +353,10 @@ def address_country(country: str | None) -> str | None:
 
 def status_from_filter(value: str) -> str:
     """Query filter value (underscores) -> status with spaces; 400 on anything else."""
-    if value in STATUS_FILTERS:
-        return STATUS_FILTERS[value]
+    if value in STATUS_BY_FILTER:
+        return STATUS_BY_FILTER[value]
     raise bad_param(
-        f"Invalid status {value!r}; use one of {', '.join(STATUS_FILTERS)}",
+        f"Invalid status {value!r}; use one of {', '.join(STATUS_BY_FILTER)}",
         "status",
     )
 

@@ -22,11 +22,12 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from cm_pipeline.chartmogul.vocabulary import parse_timestamp
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
 
 REPLACEMENT = "\ufffd"
@@ -136,27 +137,6 @@ def _replace_nonfinite(value: Any) -> Any:
     if isinstance(value, list):
         return [_replace_nonfinite(v) for v in value]
     return value
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An aware UTC datetime from an RFC 3339 / ISO 8601 string; None for None or ''.
-
-    A value without an offset is taken as UTC. Raises ValueError naming the problem.
-    """
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"is not a timestamp string: {_short(value)}")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
-    except (ValueError, OverflowError):
-        raise ValueError(f"is not an RFC 3339 timestamp: {_short(value)}") from None
 
 
 def parse_integer(value: Any) -> int | None:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.chartmogul.errors import PaginationError
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.conftest import TEST_API_KEY

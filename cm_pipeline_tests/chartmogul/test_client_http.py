@@ -14,7 +14,7 @@ from random import Random
 import pytest
 import requests
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.chartmogul.errors import (
     AuthenticationError,
     BadRequestError,

@@ -8,16 +8,16 @@ from email.utils import format_datetime
 
 import pytest
 
-from cm_pipeline.chartmogul import ChartMogulClient, Customer
 from cm_pipeline.chartmogul.client import (
     USER_AGENT,
+    ChartMogulClient,
     attempt_timeout,
     backoff_delay,
     parse_retry_after,
     scrub,
     secret_forms,
 )
-from cm_pipeline.chartmogul.models import (
+from cm_pipeline.chartmogul.vocabulary import (
     CUSTOM_ATTRIBUTE_TYPES,
     STATUS_FILTERS,
     filter_to_status,
@@ -65,14 +65,6 @@ def test_statuses_round_trip():
         assert status_to_filter(filter_to_status(f)) == f
     with pytest.raises(ValueError, match="status: 'Churned' is not one of"):
         status_to_filter("Churned")
-
-
-def test_customer_record_keeps_raw():
-    entry = {"uuid": "cus_1", "external_id": "x", "attributes": {"tags": ["a"], "custom": {"k": 1}}}
-    c = Customer.from_entry(entry)
-    assert (c.uuid, c.tags, c.custom, c.raw) == ("cus_1", ("a",), {"k": 1}, entry)
-    with pytest.raises(ValueError, match="uuid"):
-        Customer.from_entry({"name": "no uuid"})
 
 
 def test_user_agent():

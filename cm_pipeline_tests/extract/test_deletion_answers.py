@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.extract.engine import Extraction, ExtractOptions, run_extraction
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.extract.conftest import Gateway, ListLog, exact_table, json_answer, query

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from cm_pipeline.chartmogul import ChartMogulClient
-from cm_pipeline.chartmogul.models import STATUS_FILTERS, status_to_filter
+from cm_pipeline.chartmogul.client import ChartMogulClient
+from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS, status_to_filter
 from cm_pipeline.extract.discovery import discover_sizes
 from cm_pipeline.extract.plan import plan_partitions
 from cm_pipeline.sandbox import SandboxServer

@@ -8,7 +8,7 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
-from cm_pipeline.chartmogul.models import STATUS_FILTERS
+from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline.warehouse.locks import AdvisoryLock
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS

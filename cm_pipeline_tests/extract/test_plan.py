@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.chartmogul.models import STATUS_FILTERS
+from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS
 from cm_pipeline.extract.engine import ALL_PARTITION, ExtractOptions
 from cm_pipeline.extract.plan import PartitionSpec, parse_partition, plan_partitions
 from cm_pipeline.warehouse.loader import add_partition, ensure_tables, open_pass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.chartmogul.errors import APIError
 from cm_pipeline.extract.engine import Extraction, ExtractOptions
 from cm_pipeline.warehouse.loader import StagingWriter

@@ -9,7 +9,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.chartmogul.errors import ChartMogulError
 from cm_pipeline.extract.engine import ExtractOptions, run_extraction
 from cm_pipeline.sandbox import SandboxServer

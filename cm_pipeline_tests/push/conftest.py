@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.push.push_log import ensure_tables, write_back_customer
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.conftest import TEST_API_KEY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.push.outcomes import OP_BY_EMAIL, OP_CREATES
 from cm_pipeline.push.run import push
 from cm_pipeline.sandbox.seed import DOCS_DATA_SOURCE

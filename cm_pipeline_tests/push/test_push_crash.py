@@ -20,7 +20,7 @@ N = 40
 PUSH_SCRIPT = """
 import sys
 import sqlalchemy as sa
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.push.outcomes import OP_UPDATES
 from cm_pipeline.push.run import push
 engine = sa.create_engine(sys.argv[1])

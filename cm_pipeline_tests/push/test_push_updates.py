@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline.chartmogul import ChartMogulClient
+from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.push.outcomes import OP_UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.conftest import TEST_API_KEY

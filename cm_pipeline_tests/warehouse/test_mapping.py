@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from cm_pipeline.chartmogul.vocabulary import parse_timestamp
 from cm_pipeline.warehouse.mapping import (
     REPLACEMENT,
     RowRejected,
@@ -15,7 +16,6 @@ from cm_pipeline.warehouse.mapping import (
     dump_json,
     map_customer,
     parse_integer,
-    parse_timestamp,
 )
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
 from cm_pipeline_tests.reference_examples import (
