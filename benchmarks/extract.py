@@ -39,9 +39,10 @@ import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from cm_pipeline.chartmogul.client import ChartMogulClient  # noqa: E402
-from cm_pipeline.extract.engine import ExtractOptions, run_extraction  # noqa: E402
+from cm_pipeline.extract.options import ExtractOptions  # noqa: E402
+from cm_pipeline.extract.run import run_extraction  # noqa: E402
 from cm_pipeline.sandbox import SandboxProcess  # noqa: E402
-from cm_pipeline.warehouse.locks import raw_connection  # noqa: E402
+from cm_pipeline.warehouse.connection import raw_connection  # noqa: E402
 from cm_pipeline_tests.pg import PostgresForTests  # noqa: E402
 
 KEY = "bench-key"
@@ -240,7 +241,8 @@ import resource, sys, time, logging
 sys.path.insert(0, sys.argv[3])
 import sqlalchemy as sa
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.extract.engine import ExtractOptions, run_extraction
+from cm_pipeline.extract.options import ExtractOptions
+from cm_pipeline.extract.run import run_extraction
 engine = sa.create_engine(sys.argv[2])
 client = ChartMogulClient("bench-key", base_url=sys.argv[1], max_requests_per_second=100000, max_connections=10)
 t = time.perf_counter()

@@ -26,11 +26,11 @@ from sqlalchemy.engine import make_url
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.push.outcomes import OP_UPDATES
-from cm_pipeline.push.push_log import _upsert_sql, ensure_tables
 from cm_pipeline.push.run import push
 from cm_pipeline.sandbox import SandboxProcess
 from cm_pipeline.warehouse.connection import ensure_database, resolve_url
-from cm_pipeline.warehouse.mapping import map_customer
+from cm_pipeline.warehouse.customers import write_entries
+from cm_pipeline.warehouse.schema import ensure_schema
 
 KEY = "bench-key"
 
@@ -46,12 +46,9 @@ def scratch_database(url: str) -> tuple[str, str]:
 def load_warehouse(engine, client) -> int:
     """Copy every sandbox customer into chartmogul.customers (one statement per page)."""
     n = 0
-    sql = sa.text(_upsert_sql())
     for page in client.list_customers():
-        rows = [map_customer(e)[0] for e in page.entries]
-        with engine.begin() as conn:
-            conn.execute(sql, rows)
-        n += len(rows)
+        write_entries(engine, page.entries)
+        n += len(page.entries)
     return n
 
 
@@ -83,7 +80,7 @@ def main() -> int:
         with SandboxProcess(
             customers=args.customers, seed=1, rate_limit_rps=args.rate_limit, retry_after=None
         ) as sandbox:
-            ensure_tables(engine)
+            ensure_schema(engine)
             with ChartMogulClient(
                 KEY, sandbox.base_url, max_requests_per_second=args.client_rps, max_connections=args.workers
             ) as client:
@@ -123,7 +120,7 @@ def main() -> int:
         with engine.connect() as conn:
             unresolved = conn.execute(
                 sa.text(
-                    "SELECT count(*) FROM chartmogul.push_log WHERE outcome = 'failed' AND http_status = 429"
+                    "SELECT count(*) FROM cm_pipeline.push_log WHERE outcome = 'failed' AND http_status = 429"
                 )
             ).scalar()
     finally:

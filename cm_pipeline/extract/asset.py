@@ -6,8 +6,9 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 from pydantic import Field
 
-from cm_pipeline.extract.engine import ExtractOptions, ExtractResult, run_extraction
 from cm_pipeline.extract.freshness import DEFAULT_REFRESH_CRON, freshness_policy_for
+from cm_pipeline.extract.options import ExtractOptions
+from cm_pipeline.extract.run import ExtractResult, run_extraction
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline.warehouse.schema import CUSTOMER_COLUMNS, CUSTOMERS_TABLE
 

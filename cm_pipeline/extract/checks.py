@@ -112,7 +112,7 @@ def customers_no_unverified_disappearance(warehouse: WarehouseResource) -> dg.As
 
 @dg.asset_check(asset=chartmogul_customers)
 def customers_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """The last publish (chartmogul.publish_log) is recent for the refresh cron: warn at 1.5x its longest gap, fail at 2x."""
+    """The last publish (cm_pipeline.publish_log) is recent for the refresh cron: warn at 1.5x its longest gap, fail at 2x."""
     cron = refresh_cron_now()
     try:
         windows = freshness_windows(cron)

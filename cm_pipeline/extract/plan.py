@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS, status_to_filter
-from cm_pipeline.warehouse.locks import raw_connection
-from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE
+from cm_pipeline.warehouse.customers import live_counts_by_status_and_source
 
 SEPARATOR = "@"
 FALLBACK = "fallback"  # "<status>@fallback": the whole status, one cursor (after a failed coverage check)
@@ -108,27 +107,8 @@ def plan_partitions(
 
 def warehouse_sizes(engine: Engine, system: str | None = None) -> dict[str, dict[str, int]]:
     """Live customers per status filter and data source, from the published table (the last pass)."""
-    where = " AND c.billing_system_type = %(system)s" if system else ""
-    conn = raw_connection(engine)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT to_regclass('{CUSTOMERS_TABLE}') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return {}
-            cur.execute(
-                f"SELECT c.status, d.ds, count(*) FILTER (WHERE d.ds = c.data_source_uuid)"
-                f" FROM {CUSTOMERS_TABLE} c CROSS JOIN LATERAL (SELECT c.data_source_uuid AS ds UNION"
-                " SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.data_source_uuids) = 'array'"
-                " THEN c.data_source_uuids ELSE '[]'::jsonb END)) d"
-                f" WHERE c.deleted_at IS NULL AND c.status IS NOT NULL AND d.ds IS NOT NULL{where}"
-                " GROUP BY 1, 2",
-                {"system": system},
-            )
-            rows = cur.fetchall()
-    finally:
-        conn.close()
     sizes: dict[str, dict[str, int]] = {}
-    for status, ds, count in rows:
+    for status, ds, count in live_counts_by_status_and_source(engine, system):
         try:
             status_filter = status_to_filter(status)
         except ValueError:
@@ -136,3 +116,11 @@ def warehouse_sizes(engine: Engine, system: str | None = None) -> dict[str, dict
         if ds.strip() and SEPARATOR not in ds:
             sizes.setdefault(status_filter, {})[ds] = count
     return sizes
+
+
+def checked_plan(partitions: Sequence[str], plan: Sequence[str]) -> list[str]:
+    """`plan`, once it is known to cover exactly the status `partitions`; ValueError naming both if not."""
+    chosen = list(plan)
+    if {base_partition(p) for p in chosen} != set(partitions):
+        raise ValueError(f"plan: {chosen!r} does not cover exactly the partitions {list(partitions)!r}")
+    return chosen

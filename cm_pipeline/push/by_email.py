@@ -26,17 +26,19 @@ from cm_pipeline.push.outcomes import (
 from cm_pipeline.push.push_log import (
     LogEntry,
     api_rejections,
-    customers_by_email,
     mark_plan,
     plan_rows,
     record,
-    write_back_attributes,
 )
 from cm_pipeline.push.rows import (
     EmailAttribute,
     email_fingerprint,
     fingerprint,
     parse_email_row,
+)
+from cm_pipeline.warehouse.customers import (
+    customers_by_email,
+    write_attributes,
 )
 
 REQUIRED_COLUMNS = ("email", "key", "type", "value")
@@ -168,7 +170,7 @@ def apply(
             )
             return
         for got in entries:
-            write_back_attributes(engine, got)
+            write_attributes(engine, got)
         note = None if entries else "the API matched no customer with this email"
         sink.write(
             [

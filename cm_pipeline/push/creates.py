@@ -25,16 +25,18 @@ from cm_pipeline.push.outcomes import (
 from cm_pipeline.push.push_log import (
     LogEntry,
     api_rejections,
-    existing_external_ids,
     mark_plan,
     plan_rows,
     record,
-    write_back_customer,
 )
 from cm_pipeline.push.rows import (
     NewCustomer,
     new_customer_fingerprint,
     parse_new_customer_row,
+)
+from cm_pipeline.warehouse.customers import (
+    existing_external_ids,
+    write_entries,
 )
 
 REQUIRED_COLUMNS = ("data_source_uuid", "external_id")
@@ -162,7 +164,7 @@ def apply(
         except ChartMogulError as err:
             log(classify(err), payload=new.body, http_status=err.status, error=str(err))
             return
-        write_back_customer(engine, result.customer)
+        write_entries(engine, [result.customer])
         if result.created:
             log("applied", payload=new.body, http_status=result.status)
         else:  # the POST answered "external_id already exists" (its status is kept), then a lookup found it

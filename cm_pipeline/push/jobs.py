@@ -1,7 +1,7 @@
 """Reverse-ETL ops and jobs: load desired → diff → apply → summarise, one job per outbound relation.
 
-The ops of one run exchange small summaries; the rows travel through chartmogul.push_plan keyed by
-run_id, and every outcome is written to chartmogul.push_log as soon as it is known.
+The ops of one run exchange small summaries; the rows travel through cm_pipeline.push_plan keyed by
+run_id, and every outcome is written to cm_pipeline.push_log as soon as it is known.
 """
 
 import dagster as dg

@@ -1,8 +1,8 @@
-"""The push audit log, the per-run plan table, safe relation reads, and write-back (SQL, no Dagster).
+"""The push audit log, the per-run plan table, and safe relation reads (SQL, no Dagster).
 
-chartmogul.push_log holds one row per attempted write and one per skip. Its `fingerprint` column
+cm_pipeline.push_log holds one row per attempted write and one per skip. Its `fingerprint` column
 (sha256 of the row's desired values) lets the next run recognise a row the API already rejected.
-chartmogul.push_plan holds the snapshot of an outbound relation taken by a run, keyed by run_id, so
+cm_pipeline.push_plan holds the snapshot of an outbound relation taken by a run, keyed by run_id, so
 the ops of one run exchange only small summaries.
 """
 
@@ -18,11 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from cm_pipeline.warehouse.schema import CUSTOMER_COLUMNS, CUSTOMER_DATA_COLUMNS, SCHEMA, customers_ddl
+from cm_pipeline.warehouse.schema import PUSH_LOG_TABLE, PUSH_OUTCOMES, PUSH_PLAN_TABLE
 
-PUSH_LOG_TABLE = f"{SCHEMA}.push_log"
-PUSH_PLAN_TABLE = f"{SCHEMA}.push_plan"
-OUTCOMES = ("applied", "unchanged", "rejected", "failed", "dry_run")
+OUTCOMES = PUSH_OUTCOMES
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
 _RELATION_RE = re.compile(rf"^({_IDENT})(?:\.({_IDENT}))?$")
@@ -30,47 +28,6 @@ _RELATION_RE = re.compile(rf"^({_IDENT})(?:\.({_IDENT}))?$")
 
 class RelationError(ValueError):
     """A relation name from run config that is malformed, missing, or lacks required columns."""
-
-
-def push_log_ddl() -> list[str]:
-    """Statements that create push_log and push_plan (and the customers table they refer to)."""
-    outcomes = ", ".join(f"'{o}'" for o in OUTCOMES)
-    return [
-        *customers_ddl(),
-        f"""CREATE TABLE IF NOT EXISTS {PUSH_LOG_TABLE} (
-    id bigserial PRIMARY KEY,
-    run_id text NOT NULL,
-    op text NOT NULL,
-    target text NOT NULL,
-    fingerprint text,
-    payload jsonb,
-    http_status integer,
-    outcome text NOT NULL CHECK (outcome IN ({outcomes})),
-    error text,
-    started_at timestamptz NOT NULL,
-    finished_at timestamptz NOT NULL DEFAULT now()
-)""",
-        f"CREATE INDEX IF NOT EXISTS push_log_target_idx ON {PUSH_LOG_TABLE} (op, target, fingerprint, id)",
-        f"CREATE INDEX IF NOT EXISTS push_log_run_idx ON {PUSH_LOG_TABLE} (run_id)",
-        f"""CREATE TABLE IF NOT EXISTS {PUSH_PLAN_TABLE} (
-    run_id text NOT NULL,
-    op text NOT NULL,
-    seq bigint NOT NULL,
-    row jsonb NOT NULL,
-    action text NOT NULL DEFAULT 'new',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (run_id, op, seq)
-)""",
-    ]
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the reverse-ETL tables if they are missing (idempotent, safe to run concurrently)."""
-    with engine.begin() as conn:
-        # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('cm_pipeline.push_log_ddl'))"))
-        for statement in push_log_ddl():
-            conn.execute(sa.text(statement))
 
 
 # ---- relations named in run config ---------------------------------------------------------------
@@ -249,122 +206,3 @@ def outcome_counts(engine: Engine, run_id: str, op: str) -> dict[str, int]:
         )
         counts.update({r[0]: int(r[1]) for r in rows})
     return counts
-
-
-# ---- warehouse reads and write-back ---------------------------------------------------------------
-
-
-def customers_state(engine: Engine, uuids: Sequence[str]) -> dict[str, dict]:
-    """uuid -> {tags, custom_attributes, email, data_source_uuid, external_id} for live warehouse rows."""
-    if not uuids:
-        return {}
-    sql = (
-        "SELECT uuid, tags, custom_attributes, email FROM chartmogul.customers "
-        "WHERE uuid = ANY(:u) AND deleted_at IS NULL"
-    )
-    with engine.connect() as conn:
-        return {
-            r[0]: {"tags": r[1] or [], "custom_attributes": r[2] or {}, "email": r[3]}
-            for r in conn.execute(sa.text(sql), {"u": list(uuids)})
-        }
-
-
-def known_attribute_keys(engine: Engine) -> set[str]:
-    """Every custom attribute key held by some customer in the warehouse: keys the account has."""
-    sql = (
-        "SELECT DISTINCT jsonb_object_keys(custom_attributes) FROM chartmogul.customers "
-        "WHERE jsonb_typeof(custom_attributes) = 'object'"
-    )
-    with engine.connect() as conn:
-        return {r[0] for r in conn.execute(sa.text(sql))}
-
-
-def email_counts(engine: Engine, emails: Sequence[str]) -> dict[str, int]:
-    """lower(email) -> number of live warehouse customers with it."""
-    if not emails:
-        return {}
-    sql = (
-        "SELECT lower(email), count(*) FROM chartmogul.customers "
-        "WHERE lower(email) = ANY(:e) AND deleted_at IS NULL GROUP BY 1"
-    )
-    with engine.connect() as conn:
-        return {r[0]: int(r[1]) for r in conn.execute(sa.text(sql), {"e": [e.lower() for e in emails]})}
-
-
-def customers_by_email(engine: Engine, emails: Sequence[str]) -> dict[str, list[dict]]:
-    """lower(email) -> [{uuid, custom_attributes}] of live warehouse customers."""
-    if not emails:
-        return {}
-    sql = (
-        "SELECT lower(email), uuid, custom_attributes FROM chartmogul.customers "
-        "WHERE lower(email) = ANY(:e) AND deleted_at IS NULL"
-    )
-    out: dict[str, list[dict]] = {}
-    with engine.connect() as conn:
-        for r in conn.execute(sa.text(sql), {"e": [e.lower() for e in emails]}):
-            out.setdefault(r[0], []).append({"uuid": r[1], "custom_attributes": r[2] or {}})
-    return out
-
-
-def existing_external_ids(engine: Engine, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """(data_source_uuid, external_id) -> uuid for pairs already in the warehouse (merged ids included)."""
-    if not pairs:
-        return {}
-    sql = """
-        SELECT p.ds, p.ext, c.uuid
-        FROM unnest(CAST(:ds AS text[]), CAST(:ext AS text[])) AS p(ds, ext)
-        JOIN chartmogul.customers c
-          ON c.deleted_at IS NULL
-         AND (c.data_source_uuid = p.ds OR coalesce(c.data_source_uuids, '[]'::jsonb) ? p.ds)
-         AND (c.external_id = p.ext OR coalesce(c.external_ids, '[]'::jsonb) ? p.ext)
-    """
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(sql), {"ds": [p[0] for p in pairs], "ext": [p[1] for p in pairs]})
-        return {(r[0], r[1]): r[2] for r in rows}
-
-
-_JSONB = {name for name, ddl in CUSTOMER_COLUMNS if ddl.startswith("jsonb")}
-
-
-def _upsert_sql() -> str:
-    cols = list(CUSTOMER_DATA_COLUMNS)
-    values = ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSONB else f":{c}" for c in cols)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "uuid")
-    return (
-        f"INSERT INTO chartmogul.customers ({', '.join(cols)}) VALUES ({values}) "
-        f"ON CONFLICT (uuid) DO UPDATE SET {updates}, synced_at = now(), deleted_at = NULL"
-    )
-
-
-def write_back_customer(engine: Engine, entry: dict) -> None:
-    """Store a full customer entry (PATCH or create response) into chartmogul.customers."""
-    from cm_pipeline.warehouse.mapping import map_customer
-
-    row, _problems = map_customer(entry)  # problems: columns stored NULL; `raw` keeps every value
-    with engine.begin() as conn:
-        conn.execute(sa.text(_upsert_sql()), row)
-
-
-def write_back_attributes(engine: Engine, entry: dict) -> None:
-    """Store tags and custom attributes from a partial entry (add-by-email response) into its row."""
-    attributes = entry.get("attributes") if isinstance(entry, dict) else None
-    if not isinstance(attributes, dict) or not entry.get("uuid"):
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE chartmogul.customers SET "
-                "tags = coalesce(CAST(:tags AS jsonb), tags), "
-                "custom_attributes = coalesce(CAST(:custom AS jsonb), custom_attributes), "
-                "raw = jsonb_set(raw, '{attributes}', coalesce(raw->'attributes', '{}'::jsonb) || CAST(:attrs AS jsonb)), "
-                "synced_at = now() WHERE uuid = :uuid"
-            ),
-            {
-                "uuid": entry["uuid"],
-                "tags": json.dumps(attributes["tags"]) if isinstance(attributes.get("tags"), list) else None,
-                "custom": json.dumps(attributes["custom"])
-                if isinstance(attributes.get("custom"), dict)
-                else None,
-                "attrs": json.dumps(attributes, default=str),
-            },
-        )

@@ -8,7 +8,8 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.push import by_email, creates, updates
 from cm_pipeline.push.outcomes import OP_BY_EMAIL, OP_CREATES, OP_UPDATES
-from cm_pipeline.push.push_log import drop_plan, ensure_tables, outcome_counts, snapshot_relation
+from cm_pipeline.push.push_log import drop_plan, outcome_counts, snapshot_relation
+from cm_pipeline.warehouse.schema import ensure_schema
 
 PUSHERS: dict[str, ModuleType] = {OP_UPDATES: updates, OP_BY_EMAIL: by_email, OP_CREATES: creates}
 
@@ -16,7 +17,7 @@ PUSHERS: dict[str, ModuleType] = {OP_UPDATES: updates, OP_BY_EMAIL: by_email, OP
 def load(engine: Engine, run_id: str, op: str, relation: str | None = None) -> int:
     """Snapshot the op's relation into push_plan for this run; the number of rows."""
     pusher = PUSHERS[op]
-    ensure_tables(engine)
+    ensure_schema(engine)
     return snapshot_relation(engine, run_id, op, relation or pusher.DEFAULT_RELATION, pusher.REQUIRED_COLUMNS)
 
 

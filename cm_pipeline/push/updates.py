@@ -47,16 +47,18 @@ from cm_pipeline.push.outcomes import (
 from cm_pipeline.push.push_log import (
     LogEntry,
     api_rejections,
-    customers_state,
-    email_counts,
-    known_attribute_keys,
     mark_plan,
     plan_rows,
     record,
-    write_back_attributes,
-    write_back_customer,
 )
 from cm_pipeline.push.rows import RowRejected, UpdateRequest, parse_update_row, update_fingerprint
+from cm_pipeline.warehouse.customers import (
+    customers_state,
+    email_counts,
+    known_attribute_keys,
+    write_attributes,
+    write_entries,
+)
 
 REQUIRED_COLUMNS = ("customer_uuid", "add_tags", "remove_tags", "custom_attributes")
 DEFAULT_RELATION = "reverse_etl.chartmogul_customer_updates"
@@ -205,7 +207,7 @@ class _Applier:
         tags, custom = merge_state(live_tags, live_custom, changes)
         if state_equal(live_tags, live_custom, tags, custom, changes.declared):
             if not self.dry_run:
-                write_back_customer(self.engine, live)  # the warehouse was stale; ChartMogul already matches
+                write_entries(self.engine, [live])  # the warehouse was stale; ChartMogul already matches
             return [self.entry(req, "unchanged", started, http_status=status, error=None)]
         out: list[LogEntry] = []
         with self._lock:
@@ -254,7 +256,7 @@ class _Applier:
                         req, started, err, status, "the POST was made; no PATCH was sent", payload=post
                     )
                 for got in entries:
-                    write_back_attributes(self.engine, got)
+                    write_attributes(self.engine, got)
                 others = [u for u, _ in states if u != uuid]
                 if others or not entries:
                     return [
@@ -304,7 +306,7 @@ class _Applier:
             return self._malformed(
                 req, started, err, status, "the PATCH was sent; its answer was not written back", body, out
             )
-        write_back_customer(self.engine, response)
+        write_entries(self.engine, [response])
         if not state_equal(got_tags, got_custom, tags, custom, stored_types(changes, custom)):
             return [
                 *out,

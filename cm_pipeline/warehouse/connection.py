@@ -137,3 +137,11 @@ def libpq_params(url: str) -> dict[str, str]:
         "password": parsed.password or "",
         "dbname": parsed.database or "",
     }
+
+
+def raw_connection(engine: Engine):
+    """A new psycopg2 connection for `engine`'s database, outside its pool (the caller closes it)."""
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    conn = engine.dialect.dbapi.connect(*cargs, **cparams)
+    conn.set_client_encoding("UTF8")
+    return conn

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from cm_pipeline.warehouse.connection import raw_connection
+
 # pg_try_advisory_lock(int4, int4): ("CM", 1) = the chartmogul.customers refresh.
 REFRESH_LOCK = (0x434D, 1)
 
 
 class RefreshAlreadyRunning(RuntimeError):
     """Another process holds the warehouse refresh lock."""
-
-
-def raw_connection(engine: Engine):
-    """A new psycopg2 connection for `engine`'s database, outside its pool (caller closes it)."""
-    cargs, cparams = engine.dialect.create_connect_args(engine.url)
-    conn = engine.dialect.dbapi.connect(*cargs, **cparams)
-    conn.set_client_encoding("UTF8")
-    return conn
 
 
 class AdvisoryLock:

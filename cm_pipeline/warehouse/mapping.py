@@ -1,18 +1,18 @@
-"""Pure mapping of a ChartMogul customer entry to a `chartmogul.customers` row, and COPY text encoding.
+"""The one mapping of a ChartMogul customer entry to a `chartmogul.customers` row, and COPY text encoding.
 
-Rules:
+Rules (`SOURCES` lists every column with the entry keys it is read from, in order of preference):
 - Every column is derived from the entry; the entry itself is kept verbatim in `raw`, so a field the API
   adds later is never an error and never lost.
-- Split for speed: Python validates each entry (uuid, the integer and timestamp fields, the type of every
-  other field) and stages uuid + typed values + raw JSON with one COPY; SQL derives the text and jsonb
-  columns from `raw` at publish time (`mapped_columns_sql`), with the same source-key rules.
+- The mapping runs in two halves of one pass over `SOURCES`: Python (`prepare_entry`) validates each entry
+  and types the integer and timestamp columns; SQL (`mapped_columns_sql`) derives the text and jsonb
+  columns from `raw`, guarded by jsonb_typeof. Every writer of the table (the publish and the push's
+  write-back, both in customers.py) goes through both halves, so a row is the same whoever wrote it.
 - A field whose value cannot be coerced to its column type is stored as NULL and reported as a
   `FieldProblem` naming the customer, the field and what is wrong; the rest of the row is kept.
 - An entry that is not an object, or has no usable `uuid`, cannot be stored (uuid is the key): it raises
   `RowRejected`, and the caller records it without sinking the other rows of the page.
 - Postgres text and jsonb cannot hold NUL (U+0000) nor lone UTF-16 surrogates: both are replaced by
   U+FFFD (the Unicode replacement character) in `raw` (hence in every column), and reported as a problem.
-  Everything else (quotes, backslashes, tabs, newlines, SQL metacharacters, any Unicode) round-trips.
 """
 
 from __future__ import annotations
@@ -33,43 +33,52 @@ from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
 REPLACEMENT = "\ufffd"
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
-# Column -> keys tried in order in the entry. The API spells some fields with hyphens; official clients
-# (and some examples) use underscores, which are accepted as a fallback.
-TEXT_SOURCES: dict[str, tuple[str, ...]] = {
-    "uuid": ("uuid",),
-    "external_id": ("external_id",),
-    "data_source_uuid": ("data_source_uuid",),
-    "name": ("name",),
-    "email": ("email",),
-    "company": ("company",),
-    "status": ("status",),
-    "country": ("country",),
-    "state": ("state",),
-    "city": ("city",),
-    "zip": ("zip",),
-    "currency": ("currency",),
-    "currency_sign": ("currency-sign", "currency_sign"),
-    "billing_system_type": ("billing-system-type", "billing_system_type"),
-    "billing_system_url": ("billing-system-url", "billing_system_url"),
-    "chartmogul_url": ("chartmogul-url", "chartmogul_url"),
-    "owner": ("owner",),
-    "website_url": ("website_url", "website-url"),
-}
-TIMESTAMP_SOURCES: dict[str, tuple[str, ...]] = {
-    "customer_since": ("customer-since", "customer_since"),
-    "lead_created_at": ("lead_created_at", "lead-created-at"),
-    "free_trial_started_at": ("free_trial_started_at", "free-trial-started-at"),
-}
-INTEGER_SOURCES: dict[str, tuple[str, ...]] = {"id": ("id",), "mrr": ("mrr",), "arr": ("arr",)}
-# jsonb columns: (where, key, expected python type). where "top" = the entry, "attributes" = entry.attributes
-JSON_SOURCES: dict[str, tuple[str, str, type]] = {
-    "external_ids": ("top", "external_ids", list),
-    "data_source_uuids": ("top", "data_source_uuids", list),
-    "address": ("top", "address", dict),
-    "tags": ("attributes", "tags", list),
-    "custom_attributes": ("attributes", "custom", dict),
-    "stripe": ("attributes", "stripe", dict),
-}
+
+@dataclass(frozen=True)
+class Source:
+    """Where a column comes from: its kind and the keys tried in order (under `attributes` if nested)."""
+
+    column: str
+    kind: str  # "text" | "integer" | "timestamp" | "array" | "object"
+    keys: tuple[str, ...]
+    nested: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"attributes.{self.keys[0]}" if self.nested else self.keys[0]
+
+
+# The API spells some fields with hyphens; official clients (and some examples) use underscores, which
+# are accepted as a fallback.
+SOURCES: tuple[Source, ...] = (
+    Source("id", "integer", ("id",)),
+    Source("mrr", "integer", ("mrr",)),
+    Source("arr", "integer", ("arr",)),
+    Source("customer_since", "timestamp", ("customer-since", "customer_since")),
+    Source("lead_created_at", "timestamp", ("lead_created_at", "lead-created-at")),
+    Source("free_trial_started_at", "timestamp", ("free_trial_started_at", "free-trial-started-at")),
+    *(
+        Source(c, "text", (c,))
+        for c in ("external_id", "data_source_uuid", "name", "email", "company", "status")
+        + ("country", "state", "city", "zip", "currency", "owner")
+    ),
+    Source("currency_sign", "text", ("currency-sign", "currency_sign")),
+    Source("billing_system_type", "text", ("billing-system-type", "billing_system_type")),
+    Source("billing_system_url", "text", ("billing-system-url", "billing_system_url")),
+    Source("chartmogul_url", "text", ("chartmogul-url", "chartmogul_url")),
+    Source("website_url", "text", ("website_url", "website-url")),
+    Source("external_ids", "array", ("external_ids",)),
+    Source("data_source_uuids", "array", ("data_source_uuids",)),
+    Source("address", "object", ("address",)),
+    Source("tags", "array", ("tags",), nested=True),
+    Source("custom_attributes", "object", ("custom",), nested=True),
+    Source("stripe", "object", ("stripe",), nested=True),
+)
+# Columns Python types and stages (in this order); every other column is derived from `raw` in SQL.
+TYPED_COLUMNS: tuple[str, ...] = tuple(s.column for s in SOURCES if s.kind in ("integer", "timestamp"))
+_TYPED = tuple(s for s in SOURCES if s.column in TYPED_COLUMNS)
+_CHECKED = tuple(s for s in SOURCES if s.column not in TYPED_COLUMNS)
+_JSON_KINDS = {"array": (list, "an array"), "object": (dict, "an object")}
 
 
 class RowRejected(ValueError):
@@ -88,6 +97,16 @@ class FieldProblem:
         return f"customer {self.uuid}: field {self.field!r} {self.problem}"
 
 
+@dataclass
+class PreparedEntry:
+    """An entry ready for staging: its key, typed values (TYPED_COLUMNS order), raw JSON text, problems."""
+
+    uuid: str
+    typed: list[Any]
+    raw: str
+    problems: list[FieldProblem]
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -99,7 +118,6 @@ def clean_text(value: str) -> str:
 
 
 def _clean_json(value: Any) -> Any:
-    """A copy of a JSON value with every string (keys included) passed through `clean_text`."""
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, dict):
@@ -107,26 +125,6 @@ def _clean_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_clean_json(v) for v in value]
     return value
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def dump_json(value: Any) -> tuple[str, bool]:
-    """Compact JSON text Postgres jsonb accepts, and whether characters had to be replaced.
-
-    NaN/Infinity (not JSON) are replaced by null.
-    """
-    try:
-        text = _dump(value)
-    except ValueError:  # NaN / Infinity somewhere (anything else fails again and propagates)
-        value = _replace_nonfinite(value)
-        text = _dump(value)
-    if "\\u0000" in text or _BAD_CHARS.search(text):  # rare: look closer (may be a literal backslash-u)
-        cleaned = _clean_json(value)
-        return _dump(cleaned), cleaned != value
-    return text, False
 
 
 def _replace_nonfinite(value: Any) -> Any:
@@ -139,6 +137,24 @@ def _replace_nonfinite(value: Any) -> Any:
     return value
 
 
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def dump_json(value: Any) -> tuple[str, bool]:
+    """Compact JSON text Postgres jsonb accepts (NaN/Infinity become null), and whether characters had to
+    be replaced."""
+    try:
+        text = _dump(value)
+    except ValueError:  # NaN / Infinity somewhere (anything else fails again and propagates)
+        value = _replace_nonfinite(value)
+        text = _dump(value)
+    if "\\u0000" in text or _BAD_CHARS.search(text):  # rare: look closer (may be a literal backslash-u)
+        cleaned = _clean_json(value)
+        return _dump(cleaned), cleaned != value
+    return text, False
+
+
 def parse_integer(value: Any) -> int | None:
     """An int from an integer, an integral float or an integral numeric string; None for None.
 
@@ -148,23 +164,21 @@ def parse_integer(value: Any) -> int | None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"is a boolean, not an integer: {_short(value)}")
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise ValueError(f"is not a whole number: {_short(value)}")
-        result = int(value)
-    elif isinstance(value, str):
+    if isinstance(value, str):
         try:
             number = float(value) if any(c in value for c in ".eE") else int(value)
         except ValueError:
             raise ValueError(f"is not a number: {_short(value)}") from None
         return parse_integer(number)
-    else:
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"is not a whole number: {_short(value)}")
+        value = int(value)
+    if not isinstance(value, int):
         raise ValueError(f"is not a number: {_short(value)}")
-    if not -(2**63) <= result < 2**63:
+    if not -(2**63) <= value < 2**63:
         raise ValueError(f"is out of the bigint range: {_short(value)}")
-    return result
+    return value
 
 
 def _pick(entry: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
@@ -186,169 +200,78 @@ def entry_uuid(entry: Any) -> str:
     return value
 
 
-def map_customer(entry: Any) -> tuple[dict[str, Any], list[FieldProblem]]:
-    """Column name -> value for every CUSTOMER_DATA_COLUMNS column, plus the problems met.
-
-    The single-row mapping (used where one customer is written, e.g. after a push); the bulk path stages
-    `prepare_entry` and maps with `mapped_columns_sql`, and tests hold the two to identical rows.
-
-    Values: str for text, int for bigint, aware datetime for timestamptz, JSON text for jsonb.
-    """
-    uuid = entry_uuid(entry)
-    problems: list[FieldProblem] = []
-    row: dict[str, Any] = {}
-
-    for column, keys in TEXT_SOURCES.items():
-        key, value = _pick(entry, keys)
-        if value is None or isinstance(value, str):
-            pass
-        elif isinstance(value, (bool, dict, list)):
-            problems.append(FieldProblem(uuid, key, f"is not text: {_short(value)}; stored NULL"))
-            value = None
-        else:  # numbers: their text is unambiguous
-            value = str(value)
-        if value is not None and _BAD_CHARS.search(value):
-            problems.append(FieldProblem(uuid, key, "contains NUL or lone surrogates; replaced by U+FFFD"))
-            value = clean_text(value)
-        row[column] = value
-
-    for column, keys in TIMESTAMP_SOURCES.items():
-        key, value = _pick(entry, keys)
-        try:
-            row[column] = parse_timestamp(value)
-        except ValueError as exc:
-            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
-            row[column] = None
-
-    for column, keys in INTEGER_SOURCES.items():
-        key, value = _pick(entry, keys)
-        try:
-            row[column] = parse_integer(value)
-        except ValueError as exc:
-            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
-            row[column] = None
-
-    attributes = entry.get("attributes")
-    if attributes is not None and not isinstance(attributes, dict):
-        problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
-        attributes = None
-    for column, (where, key, expected) in JSON_SOURCES.items():
-        source = entry if where == "top" else (attributes or {})
-        value = source.get(key)
-        label = key if where == "top" else f"attributes.{key}"
-        if value is not None and not isinstance(value, expected):
-            kind = "an array" if expected is list else "an object"
-            problems.append(FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL"))
-            value = None
-        if value is None:
-            row[column] = None
-        else:
-            row[column], replaced = dump_json(value)
-            if replaced:
-                problems.append(
-                    FieldProblem(uuid, label, "contains NUL or lone surrogates; replaced by U+FFFD")
-                )
-
-    row["raw"], _ = dump_json(entry)
-    return row, problems
+def _typed_value(uuid: str, entry: dict, source: Source, problems: list[FieldProblem]) -> Any:
+    key, value = _pick(entry, source.keys)
+    if source.kind == "integer" and (value is None or (value.__class__ is int and -(2**63) <= value < 2**63)):
+        return value  # the common case, without a call
+    try:
+        return parse_integer(value) if source.kind == "integer" else parse_timestamp(value)
+    except ValueError as exc:
+        problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
+        return None
 
 
-# Columns whose values Python validates and stages as typed columns; every other column is extracted from
-# `raw` by SQL at publish time (`mapped_columns_sql`), guarded by jsonb_typeof so a wrong type is NULL.
-TYPED_COLUMNS: tuple[str, ...] = (
-    "id",
-    "mrr",
-    "arr",
-    "customer_since",
-    "lead_created_at",
-    "free_trial_started_at",
-)
-_TEXT_OK = (str, int, float)  # numbers are stored as their text
+def _check_type(uuid: str, entry: dict, attributes: dict | None, source: Source) -> FieldProblem | None:
+    """A problem when the value of `source` is not of its column's kind (the SQL half stores NULL)."""
+    key, value = _pick((attributes or {}) if source.nested else entry, source.keys)
+    if value is None:
+        return None
+    label = f"attributes.{key}" if source.nested else key
+    if source.kind == "text":
+        if value.__class__ is str or (isinstance(value, str | int | float) and value.__class__ is not bool):
+            return None
+        return FieldProblem(uuid, label, f"is not text: {_short(value)}; stored NULL")
+    expected, kind = _JSON_KINDS[source.kind]
+    if isinstance(value, expected):
+        return None
+    return FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL")
 
 
-@dataclass
-class PreparedEntry:
-    """An entry ready for staging: its key, typed values (TYPED_COLUMNS order), raw JSON text, problems."""
-
-    uuid: str
-    typed: list[Any]
-    raw: str
-    problems: list[FieldProblem]
-
-
-_SINGLE_TEXT_KEYS = tuple(keys[0] for keys in TEXT_SOURCES.values() if len(keys) == 1)
-_MULTI_TEXT_KEYS = tuple(keys for keys in TEXT_SOURCES.values() if len(keys) > 1)
-
-
-def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
-    """Validate an API entry for staging; RowRejected when it has no usable uuid.
-
-    Bad values never raise: they become FieldProblems (the column will be NULL, `raw` keeps the value).
-    thorough=False skips the search for lone surrogates in `raw` (NUL is always handled): the bulk loader
-    finds them for a whole page at once when encoding it, and only then prepares that page thoroughly.
-    """
-    uuid = entry_uuid(entry)
-    problems: list[FieldProblem] = []
-    typed: list[Any] = []
-    for column in ("id", "mrr", "arr"):
-        key, value = _pick(entry, INTEGER_SOURCES[column])
-        if value is None or (value.__class__ is int and -(2**63) <= value < 2**63):
-            typed.append(value)
-            continue
-        try:
-            typed.append(parse_integer(value))
-        except ValueError as exc:
-            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
-            typed.append(None)
-    for column in ("customer_since", "lead_created_at", "free_trial_started_at"):
-        key, value = _pick(entry, TIMESTAMP_SOURCES[column])
-        try:
-            typed.append(parse_timestamp(value))
-        except ValueError as exc:
-            problems.append(FieldProblem(uuid, key, f"{exc}; stored NULL"))
-            typed.append(None)
-    get = entry.get
-    for key in _SINGLE_TEXT_KEYS:
-        value = get(key)
-        if value is not None and value.__class__ is not str and _not_text(value):
-            problems.append(FieldProblem(uuid, key, f"is not text: {_short(value)}; stored NULL"))
-    for keys in _MULTI_TEXT_KEYS:
-        key, value = _pick(entry, keys)
-        if value is not None and value.__class__ is not str and _not_text(value):
-            problems.append(FieldProblem(uuid, key, f"is not text: {_short(value)}; stored NULL"))
-    attributes = get("attributes")
-    if attributes is not None and not isinstance(attributes, dict):
-        problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
-        attributes = None
-    for where, key, expected in JSON_SOURCES.values():
-        value = (entry if where == "top" else (attributes or {})).get(key)
-        if value is not None and not isinstance(value, expected):
-            label = key if where == "top" else f"attributes.{key}"
-            kind = "an array" if expected is list else "an object"
-            problems.append(FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL"))
-    raw, replaced = None, False
+def _raw_text(entry: dict, thorough: bool) -> tuple[str, bool]:
     if not thorough:
         try:  # orjson: compact, key order kept, several times faster than json.dumps (NaN -> null)
             raw = orjson.dumps(entry).decode("utf-8")
         except (TypeError, ValueError):  # lone surrogates, integers beyond 64 bits, odd keys: json below
             raw = None
-        if raw is not None and "\\u0000" in raw:
-            raw = None
-    if raw is None:
-        raw, replaced = dump_json(entry)
+        if raw is not None and "\\u0000" not in raw:
+            return raw, False
+    return dump_json(entry)
+
+
+def _replaced_fields(entry: dict) -> list[str]:
+    """Where an entry holds NUL or lone surrogates: top-level keys, and `attributes.<key>` inside it."""
+    fields = []
+    for key, value in entry.items():
+        if key == "attributes" and isinstance(value, dict):
+            fields += [f"attributes.{k}" for k, v in value.items() if _has_bad_chars(v) or _has_bad_chars(k)]
+        elif _has_bad_chars(value) or _has_bad_chars(key):
+            fields.append(key)
+    return fields
+
+
+def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
+    """Validate an API entry for staging: its uuid, typed values, raw text and problems.
+
+    RowRejected when it has no usable uuid; bad values never raise: they become FieldProblems (the column
+    is NULL, `raw` keeps the value). thorough=False skips the search for lone surrogates in `raw` (NUL is
+    always handled): the bulk loader finds them for a whole page at once when encoding it, and only then
+    prepares that page thoroughly.
+    """
+    uuid = entry_uuid(entry)
+    problems: list[FieldProblem] = []
+    typed = [_typed_value(uuid, entry, source, problems) for source in _TYPED]
+    attributes = entry.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
+        attributes = None
+    problems += [p for s in _CHECKED if (p := _check_type(uuid, entry, attributes, s)) is not None]
+    raw, replaced = _raw_text(entry, thorough)
     if replaced:  # rare: say where
-        for key, value in entry.items():
-            if _has_bad_chars(value) or _has_bad_chars(key):
-                problems.append(
-                    FieldProblem(
-                        uuid, key, "contains NUL or lone surrogates; replaced by U+FFFD (also in raw)"
-                    )
-                )
+        problems += [
+            FieldProblem(uuid, f, "contains NUL or lone surrogates; replaced by U+FFFD (also in raw)")
+            for f in _replaced_fields(entry)
+        ]
     return PreparedEntry(uuid, typed, raw, problems)
-
-
-def _not_text(value: Any) -> bool:
-    return not isinstance(value, _TEXT_OK) or value.__class__ is bool
 
 
 def _has_bad_chars(value: Any) -> bool:
@@ -361,8 +284,10 @@ def _has_bad_chars(value: Any) -> bool:
     return False
 
 
-def _sql_value(keys: tuple[str, ...], base: str) -> str:
-    """The jsonb value of the first of `keys` present in `base` (same rule as `_pick`)."""
+def _sql_value(source: Source, raw: str) -> str:
+    """The jsonb value of the first of the source's keys present (the same rule as `_pick`)."""
+    base = f"({raw} -> 'attributes')" if source.nested else raw
+    keys = source.keys
     expr = f"{base} -> '{keys[-1]}'"
     for key in reversed(keys[:-1]):
         expr = f"CASE WHEN {base} ? '{key}' THEN {base} -> '{key}' ELSE {expr} END"
@@ -370,22 +295,20 @@ def _sql_value(keys: tuple[str, ...], base: str) -> str:
 
 
 def mapped_columns_sql(alias: str) -> str:
-    """SELECT list producing CUSTOMER_DATA_COLUMNS from a staging row `alias` (uuid, TYPED_COLUMNS, raw)."""
-    raw = f"{alias}.raw"
+    """SELECT list producing CUSTOMER_DATA_COLUMNS from a row `alias` (uuid, TYPED_COLUMNS, raw jsonb)."""
+    by_column = {s.column: s for s in _CHECKED}
     exprs = []
     for column in CUSTOMER_DATA_COLUMNS:
-        if column == "uuid" or column == "raw" or column in TYPED_COLUMNS:
+        source = by_column.get(column)
+        if source is None:  # uuid, raw and the typed columns are taken as they are
             exprs.append(f"{alias}.{column}")
-        elif column in TEXT_SOURCES:
-            value = _sql_value(TEXT_SOURCES[column], raw)
-            exprs.append(
-                f"CASE WHEN jsonb_typeof({value}) IN ('string', 'number') THEN ({value}) #>> '{{}}' END AS {column}"
-            )
+            continue
+        value = _sql_value(source, f"{alias}.raw")
+        if source.kind == "text":
+            kinds, value_sql = "('string', 'number')", f"({value}) #>> '{{}}'"
         else:
-            where, key, expected = JSON_SOURCES[column]
-            value = f"{raw} -> '{key}'" if where == "top" else f"{raw} -> 'attributes' -> '{key}'"
-            kind = "array" if expected is list else "object"
-            exprs.append(f"CASE WHEN jsonb_typeof({value}) = '{kind}' THEN {value} END AS {column}")
+            kinds, value_sql = f"('{source.kind}')", value
+        exprs.append(f"CASE WHEN jsonb_typeof({value}) IN {kinds} THEN {value_sql} END AS {column}")
     return ",\n    ".join(exprs)
 
 
@@ -411,11 +334,6 @@ def copy_field(value: Any) -> str:
 def copy_line(values: list | tuple) -> str:
     """One COPY text line (with its newline) for `values`."""
     return "\t".join([copy_field(v) for v in values]) + "\n"
-
-
-def customer_copy_values(row: dict[str, Any]) -> list[Any]:
-    """The row's values in CUSTOMER_DATA_COLUMNS order."""
-    return [row[c] for c in CUSTOMER_DATA_COLUMNS]
 
 
 # Bump when prepare_entry's validation changes; the SQL text is hashed in. Publish compares every mapped

@@ -1,11 +1,21 @@
-"""DDL for the tables cm_pipeline owns in the warehouse."""
+"""Every table cm_pipeline owns in the warehouse, and the one function that creates them.
+
+Data lives in schema `chartmogul` (`chartmogul.customers`, what dbt and readers use). The pipeline's own
+bookkeeping lives in schema `cm_pipeline`: the extraction's passes, checkpoints, staging, hashes and
+rejects, its audit tables (`deletion_checks`, `publish_log`), and the push's plan and log.
+"""
 
 from __future__ import annotations
 
-SCHEMA = "chartmogul"
-CUSTOMERS_TABLE = f"{SCHEMA}.customers"
+from sqlalchemy.engine import Engine
 
-# Column order matters: it is the order the loader COPYs in.
+from cm_pipeline.warehouse.connection import raw_connection
+
+DATA_SCHEMA = "chartmogul"
+BOOKKEEPING_SCHEMA = "cm_pipeline"
+CUSTOMERS_TABLE = f"{DATA_SCHEMA}.customers"
+
+# Column order matters: it is the order the write-back and publish list them in.
 CUSTOMER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("uuid", "text NOT NULL PRIMARY KEY"),
     ("id", "bigint"),
@@ -42,47 +52,35 @@ CUSTOMER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("synced_at", "timestamptz NOT NULL DEFAULT now()"),
     ("deleted_at", "timestamptz"),
 )
-
 CUSTOMER_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in CUSTOMER_COLUMNS)
-
 # Columns taken from the API entry (everything but the bookkeeping timestamps).
 CUSTOMER_DATA_COLUMNS: tuple[str, ...] = tuple(
     name for name in CUSTOMER_COLUMN_NAMES if name not in ("first_seen_at", "synced_at", "deleted_at")
 )
 
-
-def customers_ddl() -> list[str]:
-    """Statements that create the schema and the customers table if they are missing."""
-    cols = ",\n    ".join(f"{name} {ddl}" for name, ddl in CUSTOMER_COLUMNS)
-    return [
-        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-        f"CREATE TABLE IF NOT EXISTS {CUSTOMERS_TABLE} (\n    {cols}\n)",
-        f"CREATE INDEX IF NOT EXISTS customers_email_idx ON {CUSTOMERS_TABLE} (lower(email))",
-        f"CREATE INDEX IF NOT EXISTS customers_ds_external_idx ON {CUSTOMERS_TABLE} (data_source_uuid, external_id)",
-    ]
-
-
-# ---- Extraction bookkeeping (owned by the loader; no reader outside cm_pipeline should depend on these) --
-
-STAGING_TABLE = f"{SCHEMA}._customers_staging"
-# The sequence that numbered staged rows when fetch_seq was taken at write time (dropped by ensure_tables).
-OLD_STAGING_SEQUENCE = f"{SCHEMA}._customers_staging_fetch_seq"
-PASSES_TABLE = f"{SCHEMA}._extract_passes"
-CHECKPOINTS_TABLE = f"{SCHEMA}._extract_checkpoints"
-REJECTS_TABLE = f"{SCHEMA}._extract_rejects"
-# For each published customer: the md5 of the entry text it was last published from, and the xmin of the
-# customers row it was checked against (a row anything else rewrote since, e.g. a reverse-ETL write-back,
-# is compared again). A cache: a missing or different row only means the entry is parsed and compared.
-HASHES_TABLE = f"{SCHEMA}._customer_hashes"
+# The extraction's bookkeeping. Staging and checkpoints are UNLOGGED (no WAL: the staging write is most of
+# a load's I/O); a Postgres crash empties both together, so they stay consistent, and a running pass found
+# without checkpoints starts over (passes.open_pass). The hashes cache is UNLOGGED too: emptied, the next
+# publish compares every entry once. Everything else is an ordinary table.
+PASSES_TABLE = f"{BOOKKEEPING_SCHEMA}.extract_passes"
+CHECKPOINTS_TABLE = f"{BOOKKEEPING_SCHEMA}.extract_checkpoints"
+STAGING_TABLE = f"{BOOKKEEPING_SCHEMA}.customers_staging"
+REJECTS_TABLE = f"{BOOKKEEPING_SCHEMA}.extract_rejects"
+# Per published customer: the md5 of the entry text it was last published from, and the xmin of the
+# customers row it was checked against (a row anything else rewrote since is compared again). A cache: a
+# missing or different row only means the entry is parsed and compared.
+HASHES_TABLE = f"{BOOKKEEPING_SCHEMA}.customer_hashes"
 # Audit tables readers may query: every deletion verification, and every publish.
-DELETION_CHECKS_TABLE = f"{SCHEMA}.deletion_checks"
-PUBLISH_LOG_TABLE = f"{SCHEMA}.publish_log"
+DELETION_CHECKS_TABLE = f"{BOOKKEEPING_SCHEMA}.deletion_checks"
+PUBLISH_LOG_TABLE = f"{BOOKKEEPING_SCHEMA}.publish_log"
+# The push's audit log (one row per attempted write and per skip) and the per-run snapshot of a relation.
+PUSH_LOG_TABLE = f"{BOOKKEEPING_SCHEMA}.push_log"
+PUSH_PLAN_TABLE = f"{BOOKKEEPING_SCHEMA}.push_plan"
+PUSH_OUTCOMES = ("applied", "unchanged", "rejected", "failed", "dry_run")
 
-# The staging table: where/when each entry came from, its uuid, the values Python validated, and raw as
-# TEXT (the JSON text prepare_entry built) with its md5: publish parses only new or changed entries.
-# fetch_seq is the entry's FETCH order (loader.FetchClock: wall-clock nanoseconds taken when the HTTP
-# response arrived, strictly increasing, unique per row), staged by the COPY: publish keeps each uuid's
-# latest fetch, whichever worker wrote its page first.
+# Staged values Python validated and typed (mapping.prepare_entry); every other column is derived from
+# `raw` in SQL. fetch_seq is the entry's FETCH order (staging.FETCH_CLOCK: wall-clock nanoseconds taken
+# when the HTTP response arrived, strictly increasing, unique per row): publish keeps each uuid's latest.
 STAGING_TYPED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "bigint"),
     ("mrr", "bigint"),
@@ -100,29 +98,21 @@ STAGING_COLUMN_NAMES: tuple[str, ...] = (
     "raw",
     "raw_md5",
 )
-# (column, Postgres type name) of the whole staging table: a table of another shape is from an older layout.
-STAGING_LAYOUT: tuple[tuple[str, str], ...] = (
-    ("fetch_seq", "int8"),
-    ("pass_id", "int8"),
-    ("partition", "text"),
-    ("uuid", "text"),
-    *((n, {"bigint": "int8", "timestamptz": "timestamptz"}[t]) for n, t in STAGING_TYPED_COLUMNS),
-    ("raw", "text"),
-    ("raw_md5", "text"),
-)
 
 
-def extraction_ddl() -> list[str]:
-    """Statements that create the staging, checkpoint and audit tables if they are missing.
+def _customers_ddl() -> list[str]:
+    cols = ",\n    ".join(f"{name} {ddl}" for name, ddl in CUSTOMER_COLUMNS)
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {DATA_SCHEMA}",
+        f"CREATE TABLE IF NOT EXISTS {CUSTOMERS_TABLE} (\n    {cols}\n)",
+        f"CREATE INDEX IF NOT EXISTS customers_email_idx ON {CUSTOMERS_TABLE} (lower(email))",
+        f"CREATE INDEX IF NOT EXISTS customers_ds_external_idx ON {CUSTOMERS_TABLE} (data_source_uuid, external_id)",
+    ]
 
-    Staging and checkpoints are UNLOGGED (no WAL: the staging write is most of a load's I/O). A Postgres
-    crash empties both together, so they stay consistent; a running pass found without its checkpoints
-    then starts over (loader.open_pass). The hashes table is UNLOGGED too: emptied, the next publish
-    compares every entry once. The published table and the audit tables are ordinary tables.
-    """
+
+def _extract_ddl() -> list[str]:
     typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
     return [
-        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
         f"""CREATE TABLE IF NOT EXISTS {PASSES_TABLE} (
     pass_id bigserial PRIMARY KEY,
     filters jsonb NOT NULL,
@@ -187,5 +177,58 @@ def extraction_ddl() -> list[str]:
     filters jsonb NOT NULL,
     mapping_version text
 )""",
-        f"ALTER TABLE {PUBLISH_LOG_TABLE} ADD COLUMN IF NOT EXISTS mapping_version text",
     ]
+
+
+def _push_ddl() -> list[str]:
+    outcomes = ", ".join(f"'{o}'" for o in PUSH_OUTCOMES)
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {PUSH_LOG_TABLE} (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    op text NOT NULL,
+    target text NOT NULL,
+    fingerprint text,
+    payload jsonb,
+    http_status integer,
+    outcome text NOT NULL CHECK (outcome IN ({outcomes})),
+    error text,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now()
+)""",
+        f"CREATE INDEX IF NOT EXISTS push_log_target_idx ON {PUSH_LOG_TABLE} (op, target, fingerprint, id)",
+        f"CREATE INDEX IF NOT EXISTS push_log_run_idx ON {PUSH_LOG_TABLE} (run_id)",
+        f"""CREATE TABLE IF NOT EXISTS {PUSH_PLAN_TABLE} (
+    run_id text NOT NULL,
+    op text NOT NULL,
+    seq bigint NOT NULL,
+    row jsonb NOT NULL,
+    action text NOT NULL DEFAULT 'new',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, op, seq)
+)""",
+    ]
+
+
+def ddl() -> list[str]:
+    """Every statement that creates cm_pipeline's schemas, tables and indexes if they are missing."""
+    return [
+        *_customers_ddl(),
+        f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}",
+        *_extract_ddl(),
+        *_push_ddl(),
+    ]
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create every table cm_pipeline owns if it is missing (idempotent, safe to run concurrently)."""
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
+            cur.execute("SELECT pg_advisory_xact_lock(17229, 2)")
+            for statement in ddl():
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()

@@ -17,7 +17,8 @@ import requests
 import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.extract.engine import Extraction, ExtractOptions, run_extraction
+from cm_pipeline.extract.options import ExtractOptions
+from cm_pipeline.extract.run import Extraction, run_extraction
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.extract.conftest import Gateway, ListLog, exact_table, json_answer, query
 
@@ -110,7 +111,7 @@ def test_only_the_apis_json_404_marks_an_unseen_customer_deleted(sandbox, fresh_
         assert other in check.message  # says whose record came back
     outcome = query(
         fresh_db,
-        "SELECT outcome, http_status, message FROM chartmogul.deletion_checks WHERE uuid = :u",
+        "SELECT outcome, http_status, message FROM cm_pipeline.deletion_checks WHERE uuid = :u",
         u=gone,
     )
     assert outcome[0][:2] == ("error", status) and outcome[0][2]
@@ -142,7 +143,7 @@ def test_progress_is_logged_while_verifying_and_while_publishing(sandbox, fresh_
         def hold_the_pass_row():  # the publish starts by locking its pass row: make it wait 0.6 s
             with holder.begin() as conn:
                 conn.execute(
-                    sa.text("SELECT 1 FROM chartmogul._extract_passes WHERE pass_id = :p FOR UPDATE"),
+                    sa.text("SELECT 1 FROM cm_pipeline.extract_passes WHERE pass_id = :p FOR UPDATE"),
                     {"p": run.the_pass.pass_id},
                 )
                 locked.set()

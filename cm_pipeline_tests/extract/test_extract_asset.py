@@ -173,7 +173,7 @@ def test_with_ten_percent_faults_the_table_equals_a_clean_run(fresh_db, other_db
         assert set(deleted) == set(gone)
         marked_by = query(
             db,
-            "SELECT uuid, http_status, checked_at FROM chartmogul.deletion_checks WHERE outcome = 'deleted'",
+            "SELECT uuid, http_status, checked_at FROM cm_pipeline.deletion_checks WHERE outcome = 'deleted'",
         )
         assert {(u, s) for u, s, _ in marked_by} == {(u, 404) for u in gone}  # only a 404 marked them
         assert all(deleted[u] == at for u, _, at in marked_by)
@@ -190,7 +190,7 @@ def test_a_verified_404_marks_deleted_and_a_reappearance_clears_it(sandbox, fres
     assert (meta["deleted"], meta["deletion_candidates"], meta["dagster/row_count"]) == (1, 1, 300)
     row = row_by_uuid(fresh_db, gone["uuid"])
     assert row["deleted_at"] is not None and row["raw"] == gone  # kept, flagged
-    assert query(fresh_db, "SELECT outcome, http_status FROM chartmogul.deletion_checks")[0] == (
+    assert query(fresh_db, "SELECT outcome, http_status FROM cm_pipeline.deletion_checks")[0] == (
         "deleted",
         404,
     )
@@ -213,7 +213,7 @@ def test_a_failed_run_leaves_the_table_exactly_as_it_was_and_marks_nothing_delet
     )
     assert not failed.success
     assert exact_table(fresh_db) == before
-    assert query(fresh_db, "SELECT count(*) FROM chartmogul.deletion_checks")[0][0] == 0
+    assert query(fresh_db, "SELECT count(*) FROM cm_pipeline.deletion_checks")[0][0] == 0
 
 
 def test_a_status_change_during_the_pass_is_stored_once_with_its_latest_data(sandbox, fresh_db):
@@ -380,7 +380,7 @@ def test_a_data_source_filter_stages_only_that_source_and_verifies_only_its_cust
     # The other source is neither published nor verified: its rows are physically as they were.
     for c in theirs:
         assert after[c["uuid"]] == before[c["uuid"]]
-    checked = query(fresh_db, "SELECT uuid, outcome, http_status FROM chartmogul.deletion_checks")
+    checked = query(fresh_db, "SELECT uuid, outcome, http_status FROM cm_pipeline.deletion_checks")
     assert checked == [(mine[0]["uuid"], "deleted", 404)]
     lists = [r["query"] for r in ctl.requests(since=start_seq) if r["path"] == "/v1/customers"]
     assert len(lists) >= len(STATUS_FILTERS) and all(f"data_source_uuid={source}" in q for q in lists)

@@ -20,7 +20,7 @@ from cm_pipeline.extract.freshness import (
 from cm_pipeline.extract.job import DEFAULT_REFRESH_CRON as SCHEDULES_DEFAULT
 from cm_pipeline.extract.job import REFRESH_CRON_ENV as SCHEDULES_ENV
 from cm_pipeline.resources import WarehouseResource
-from cm_pipeline.warehouse.loader import ensure_tables
+from cm_pipeline.warehouse.schema import ensure_schema
 
 H = timedelta(hours=1)
 
@@ -76,11 +76,11 @@ def evaluate(db_url: str) -> dg.AssetCheckResult:
 def test_the_check_reads_the_cron_when_it_runs(fresh_db, monkeypatch):
     engine = sa.create_engine(fresh_db)
     try:
-        ensure_tables(engine)
+        ensure_schema(engine)
         with engine.begin() as conn:  # a publish three hours ago
             conn.execute(
                 sa.text(
-                    "INSERT INTO chartmogul.publish_log (pass_id, published_at, row_count, live_count, seen,"
+                    "INSERT INTO cm_pipeline.publish_log (pass_id, published_at, row_count, live_count, seen,"
                     " inserted, updated, unchanged, deleted, undeleted, filters)"
                     " VALUES (1, now() - interval '3 hours', 0, 0, 0, 0, 0, 0, 0, 0, '{}')"
                 )

@@ -42,13 +42,13 @@ def checkpointed_pages(db_url: str) -> int:
     try:
         with engine.connect() as conn:
             if conn.execute(
-                sa.text("SELECT to_regclass('chartmogul._extract_checkpoints') IS NULL")
+                sa.text("SELECT to_regclass('cm_pipeline.extract_checkpoints') IS NULL")
             ).scalar():
                 return 0
             return conn.execute(
                 sa.text(
-                    "SELECT coalesce(sum(c.pages), 0) FROM chartmogul._extract_checkpoints c"
-                    " JOIN chartmogul._extract_passes p USING (pass_id) WHERE p.state = 'running'"
+                    "SELECT coalesce(sum(c.pages), 0) FROM cm_pipeline.extract_checkpoints c"
+                    " JOIN cm_pipeline.extract_passes p USING (pass_id) WHERE p.state = 'running'"
                 )
             ).scalar()
     finally:
@@ -88,7 +88,7 @@ def test_sigkill_mid_pass_then_rerun_resumes_and_matches_a_clean_run(fresh_db, o
         assert killed_at >= 12
 
         assert exact_table(fresh_db) == published  # the killed run changed nothing readers see
-        assert query(fresh_db, "SELECT count(*) FROM chartmogul.deletion_checks")[0][0] == 0
+        assert query(fresh_db, "SELECT count(*) FROM cm_pipeline.deletion_checks")[0][0] == 0
 
         ctl.configure(latency_ms=0)
         ctl.reset_stats()

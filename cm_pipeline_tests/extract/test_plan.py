@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS
-from cm_pipeline.extract.engine import ALL_PARTITION, ExtractOptions
-from cm_pipeline.extract.plan import PartitionSpec, parse_partition, plan_partitions
-from cm_pipeline.warehouse.loader import add_partition, ensure_tables, open_pass
+from cm_pipeline.extract.options import ALL_PARTITION, ExtractOptions
+from cm_pipeline.extract.plan import PartitionSpec, checked_plan, parse_partition, plan_partitions
 from cm_pipeline.warehouse.locks import AdvisoryLock
+from cm_pipeline.warehouse.passes import add_partition, open_pass
+from cm_pipeline.warehouse.schema import ensure_schema
 
 SIZES = {
     "Active": {"ds_a": 50, "ds_b": 30, "ds_c": 0},
@@ -60,14 +61,14 @@ def test_split_options():
 def test_the_plan_is_persisted_and_a_resumed_pass_keeps_it(fresh_db):
     engine = sa.create_engine(fresh_db)
     try:
-        ensure_tables(engine)
+        ensure_schema(engine)
         plan = plan_partitions(STATUS_FILTERS, SIZES, threshold=0.1).partitions
         with AdvisoryLock(engine):
-            first = open_pass(engine, filters={}, partitions=STATUS_FILTERS, per_page=20, plan=plan)
+            first = open_pass(engine, filters={}, per_page=20, plan=checked_plan(STATUS_FILTERS, plan))
             add_partition(engine, first.pass_id, "Active@fallback")
-            again = open_pass(engine, filters={}, partitions=STATUS_FILTERS, per_page=20)  # no plan asked
+            again = open_pass(engine, filters={}, per_page=20, plan=STATUS_FILTERS)  # keeps its own plan
             with pytest.raises(ValueError, match="plan"):
-                open_pass(engine, filters={}, partitions=STATUS_FILTERS, per_page=20, plan=["Active@ds_a"])
+                checked_plan(STATUS_FILTERS, ["Active@ds_a"])
         assert again.resumed and again.pass_id == first.pass_id
         assert set(again.checkpoints) == {*plan, "Active@fallback"}
     finally:

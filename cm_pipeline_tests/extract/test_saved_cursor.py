@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.chartmogul.errors import APIError
-from cm_pipeline.extract.engine import Extraction, ExtractOptions
-from cm_pipeline.warehouse.loader import StagingWriter
+from cm_pipeline.extract.options import ExtractOptions
+from cm_pipeline.extract.run import Extraction
+from cm_pipeline.warehouse.staging import StagingWriter
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.extract.conftest import Gateway, ListLog, json_answer, query
 
@@ -32,7 +33,7 @@ def interrupted_pass(client, engine) -> int:
             writer.write_page(page.entries, page.cursor, page.has_more)
     with engine.begin() as conn:
         conn.execute(
-            sa.text("UPDATE chartmogul._extract_checkpoints SET cursor = :c WHERE partition = 'Active'"),
+            sa.text("UPDATE cm_pipeline.extract_checkpoints SET cursor = :c WHERE partition = 'Active'"),
             {"c": EXPIRED},
         )
     return the_pass.pass_id
@@ -100,7 +101,7 @@ def test_an_answer_about_the_key_account_or_rate_fails_the_run_and_keeps_the_che
     assert failed.value.status == status
     assert not log.matching("saved cursor was refused")
     saved = query(
-        fresh_db, "SELECT cursor, pages FROM chartmogul._extract_checkpoints WHERE partition = 'Active'"
+        fresh_db, "SELECT cursor, pages FROM cm_pipeline.extract_checkpoints WHERE partition = 'Active'"
     )
     assert saved == [(EXPIRED, 2)]  # the next run tries the same cursor again
     assert query(fresh_db, "SELECT count(*) FROM chartmogul.customers") == [(0,)]

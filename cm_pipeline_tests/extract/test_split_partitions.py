@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.chartmogul.errors import ChartMogulError
-from cm_pipeline.extract.engine import ExtractOptions, run_extraction
+from cm_pipeline.extract.options import ExtractOptions
+from cm_pipeline.extract.run import run_extraction
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.extract.conftest import query, snapshot
 
@@ -41,8 +42,8 @@ def run(base_url: str, db_url: str, max_retry_seconds: float = 30.0, **options):
 def checkpoint_partitions(db_url: str) -> set[str]:
     rows = query(
         db_url,
-        "SELECT c.partition FROM chartmogul._extract_checkpoints c"
-        " JOIN chartmogul._extract_passes p USING (pass_id) WHERE p.state = 'running'",
+        "SELECT c.partition FROM cm_pipeline.extract_checkpoints c"
+        " JOIN cm_pipeline.extract_passes p USING (pass_id) WHERE p.state = 'running'",
     )
     return {r[0] for r in rows}
 

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from cm_pipeline.models.assets import cm_dbt_models
-from cm_pipeline.models.project import DBT_PROJECT, build_dbt_resource
-from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, customers_ddl, extraction_ddl
+from cm_pipeline.models.project import DBT_PROJECT
+from cm_pipeline.models.resource import build_dbt_resource
+from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, ddl
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -135,7 +136,7 @@ def warehouse(postgres):
     url = postgres.create_database("cm_dbt")
     engine = sa.create_engine(url, future=True)
     with engine.begin() as conn:
-        for stmt in [*customers_ddl(), *extraction_ddl()]:
+        for stmt in ddl():
             conn.execute(sa.text(stmt))
     _insert_customers(engine, CUSTOMERS)
     yield url, engine
@@ -375,7 +376,7 @@ def test_freshness_counts_a_publish_that_changed_nothing(built, warehouse):
         conn.execute(sa.text(f"UPDATE {CUSTOMERS_TABLE} SET synced_at = now() - interval '3 days'"))
         published_at = conn.execute(
             sa.text(
-                "INSERT INTO chartmogul.publish_log (pass_id, published_at, row_count, live_count, seen, inserted,"
+                "INSERT INTO cm_pipeline.publish_log (pass_id, published_at, row_count, live_count, seen, inserted,"
                 " updated, unchanged, deleted, undeleted, filters)"
                 " VALUES (1, date_trunc('second', now() - interval '1 hour'), 9, 8, 8, 0, 0, 8, 0, 0, '{}')"
                 " RETURNING published_at"

@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.push.push_log import ensure_tables, write_back_customer
 from cm_pipeline.sandbox import SandboxServer
+from cm_pipeline.warehouse.customers import write_entries
+from cm_pipeline.warehouse.schema import ensure_schema
 from cm_pipeline_tests.conftest import TEST_API_KEY
 
 UPDATES_DDL = (
@@ -55,7 +56,7 @@ def client(sandbox):
 def wh(fresh_db):
     """Engine on a database of its own with the customers, push_log and push_plan tables."""
     eng = sa.create_engine(fresh_db, future=True)
-    ensure_tables(eng)
+    ensure_schema(eng)
     yield eng
     eng.dispose()
 
@@ -65,7 +66,7 @@ def sync_warehouse(engine, client) -> int:
     n = 0
     for page in client.list_customers():
         for entry in page.entries:
-            write_back_customer(engine, entry)
+            write_entries(engine, [entry])
             n += 1
     return n
 
@@ -90,7 +91,7 @@ def make_relation(engine, name: str, ddl: str, rows: list[dict]) -> None:
 
 def log_rows(engine, run_id: str | None = None) -> list[dict]:
     """push_log rows (optionally of one run) as dicts, in insertion order."""
-    sql = "SELECT * FROM chartmogul.push_log" + (" WHERE run_id = :r" if run_id else "") + " ORDER BY id"
+    sql = "SELECT * FROM cm_pipeline.push_log" + (" WHERE run_id = :r" if run_id else "") + " ORDER BY id"
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.text(sql), {"r": run_id})]
 

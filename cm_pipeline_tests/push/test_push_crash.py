@@ -32,7 +32,7 @@ with ChartMogulClient(sys.argv[3], sys.argv[2], max_requests_per_second=100) as 
 def _applied(engine, run_id: str) -> int:
     with engine.connect() as conn:
         return conn.execute(
-            sa.text("SELECT count(*) FROM chartmogul.push_log WHERE run_id = :r AND outcome = 'applied'"),
+            sa.text("SELECT count(*) FROM cm_pipeline.push_log WHERE run_id = :r AND outcome = 'applied'"),
             {"r": run_id},
         ).scalar()
 

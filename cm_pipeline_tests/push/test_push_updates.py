@@ -329,8 +329,8 @@ def test_api_key_never_stored(ctl, client, wh):
     ctl.configure(fault_rate=0.5, fault_seed=3)
     push(wh, client, "run-1", OP_UPDATES)
     with wh.connect() as conn:
-        text = conn.execute(sa.text("SELECT string_agg(t::text, '\n') FROM chartmogul.push_log t")).scalar()
-        plan = conn.execute(sa.text("SELECT count(*) FROM chartmogul.push_plan")).scalar()
+        text = conn.execute(sa.text("SELECT string_agg(t::text, '\n') FROM cm_pipeline.push_log t")).scalar()
+        plan = conn.execute(sa.text("SELECT count(*) FROM cm_pipeline.push_plan")).scalar()
     assert text and TEST_API_KEY not in text
     assert plan == 0  # the run's plan is dropped when it ends
 

@@ -1,4 +1,5 @@
-"""The pure mapping from API entry to row, and the COPY text encoding, tested with no I/O."""
+"""The one mapping from API entry to row (Python half and SQL half, through a real Postgres), and the COPY
+text encoding."""
 
 from __future__ import annotations
 
@@ -6,18 +7,19 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.vocabulary import parse_timestamp
+from cm_pipeline.warehouse.customers import write_entries
 from cm_pipeline.warehouse.mapping import (
     REPLACEMENT,
     RowRejected,
     copy_field,
     copy_line,
     dump_json,
-    map_customer,
     parse_integer,
 )
-from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
+from cm_pipeline.warehouse.schema import CUSTOMER_COLUMNS, CUSTOMER_DATA_COLUMNS, ensure_schema
 from cm_pipeline_tests.reference_examples import (
     LIST_EXAMPLE,
     RETRIEVE_EXAMPLE,
@@ -25,7 +27,34 @@ from cm_pipeline_tests.reference_examples import (
     expected_columns,
 )
 
-JSON_COLUMNS = {"external_ids", "data_source_uuids", "address", "tags", "custom_attributes", "stripe", "raw"}
+JSON_COLUMNS = {name for name, ddl in CUSTOMER_COLUMNS if ddl.startswith("jsonb")}
+
+
+@pytest.fixture(scope="module")
+def mapping_db(postgres):
+    url = postgres.create_database("cm_map")
+    engine = sa.create_engine(url, future=True)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+    postgres.drop_database(url)
+
+
+@pytest.fixture
+def map_customer(mapping_db):
+    """Map one entry the way every writer does (write_entries) and read the row back: (row, problems).
+    jsonb columns come back as Postgres's JSON text."""
+
+    def map_row(entry):
+        problems = write_entries(mapping_db, [entry])
+        cols = ", ".join(f"{c}::text" if c in JSON_COLUMNS else c for c in CUSTOMER_DATA_COLUMNS)
+        with mapping_db.connect() as conn:
+            row = conn.execute(
+                sa.text(f"SELECT {cols} FROM chartmogul.customers WHERE uuid = :u"), {"u": entry["uuid"]}
+            ).one()
+        return dict(zip(CUSTOMER_DATA_COLUMNS, row, strict=True)), problems
+
+    return map_row
 
 
 def decoded(row: dict) -> dict:
@@ -33,7 +62,7 @@ def decoded(row: dict) -> dict:
 
 
 @pytest.mark.parametrize("entry", [LIST_EXAMPLE, RETRIEVE_EXAMPLE], ids=["list", "retrieve"])
-def test_reference_examples_map_field_by_field(entry):
+def test_reference_examples_map_field_by_field(entry, map_customer):
     row, problems = map_customer(entry)
     assert problems == []
     assert set(row) == set(CUSTOMER_DATA_COLUMNS)
@@ -42,7 +71,7 @@ def test_reference_examples_map_field_by_field(entry):
         assert got[column] == want[column], column
 
 
-def test_unknown_fields_are_kept_in_raw_and_are_not_errors():
+def test_unknown_fields_are_kept_in_raw_and_are_not_errors(map_customer):
     entry = {
         **LIST_EXAMPLE,
         "brand_new_field": {"nested": [1, 2]},
@@ -53,7 +82,7 @@ def test_unknown_fields_are_kept_in_raw_and_are_not_errors():
     assert json.loads(row["raw"]) == entry
 
 
-def test_underscore_spellings_are_accepted():
+def test_underscore_spellings_are_accepted(map_customer):
     entry = {
         "uuid": "cus_1",
         "customer_since": "2024-01-01T00:00:00Z",
@@ -65,7 +94,7 @@ def test_underscore_spellings_are_accepted():
     assert (row["billing_system_type"], row["currency_sign"]) == ("Custom", "€")
 
 
-def test_missing_fields_are_null():
+def test_missing_fields_are_null(map_customer):
     row, problems = map_customer({"uuid": "cus_min"})
     assert problems == []
     assert all(row[c] is None for c in CUSTOMER_DATA_COLUMNS if c not in ("uuid", "raw"))
@@ -86,7 +115,9 @@ def test_missing_fields_are_null():
         ({"attributes": {"custom": ["x"]}}, "attributes.custom", "custom_attributes"),
     ],
 )
-def test_a_bad_value_is_null_with_a_problem_naming_the_field_and_the_rest_is_kept(patch, field, column):
+def test_a_bad_value_is_null_with_a_problem_naming_the_field_and_the_rest_is_kept(
+    patch, field, column, map_customer
+):
     entry = {**LIST_EXAMPLE, **patch}
     row, problems = map_customer(entry)
     assert row[column] is None
@@ -97,7 +128,7 @@ def test_a_bad_value_is_null_with_a_problem_naming_the_field_and_the_rest_is_kep
 
 
 @pytest.mark.parametrize("entry", [None, [], "cus_x", {"name": "no uuid"}, {"uuid": ""}, {"uuid": 12}])
-def test_entries_without_a_usable_uuid_are_rejected_with_a_reason(entry):
+def test_entries_without_a_usable_uuid_are_rejected_with_a_reason(entry, map_customer):
     with pytest.raises(RowRejected, match="uuid|object"):
         map_customer(entry)
 
@@ -120,7 +151,7 @@ def test_timestamps_normalise_to_utc():
     assert parse_timestamp("") is None and parse_timestamp(None) is None
 
 
-def test_nul_and_lone_surrogates_are_replaced_and_reported():
+def test_nul_and_lone_surrogates_are_replaced_and_reported(map_customer):
     entry = {
         "uuid": "cus_nul",
         "name": "a\x00b",
@@ -173,7 +204,7 @@ def test_copy_line_shapes():
         {"attributes": {"tags": "vip"}},
     ],
 )
-def test_staging_preparation_reports_the_same_fields_as_the_row_mapping(patch):
+def test_staging_preparation_reports_the_same_fields_as_the_row_mapping(patch, map_customer):
     from cm_pipeline.warehouse.mapping import TYPED_COLUMNS, prepare_entry
 
     entry = {**LIST_EXAMPLE, **patch}

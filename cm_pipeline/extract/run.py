@@ -1,0 +1,193 @@
+"""One extraction run: hold the refresh lock, open (or resume) a pass, walk it, verify the customers it
+did not see, publish. No Dagster here: the asset and the benchmark both call `run_extraction`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from cm_pipeline.chartmogul.errors import ChartMogulError
+from cm_pipeline.extract.discovery import discover_sizes
+from cm_pipeline.extract.options import ExtractOptions
+from cm_pipeline.extract.plan import Plan, checked_plan, plan_partitions, warehouse_sizes
+from cm_pipeline.extract.progress import Heartbeat, Log, PartitionProgress, Progress
+from cm_pipeline.extract.verify import verify
+from cm_pipeline.extract.walk import Walk
+from cm_pipeline.warehouse.customers import unseen_live_customers
+from cm_pipeline.warehouse.locks import AdvisoryLock
+from cm_pipeline.warehouse.passes import Pass, open_pass
+from cm_pipeline.warehouse.publish import DeletionCheck, PublishResult, publish
+from cm_pipeline.warehouse.schema import ensure_schema
+from cm_pipeline.warehouse.staging import clear_staging
+
+
+@dataclass
+class ExtractResult:
+    """Everything the run did, for the asset's metadata and the benchmark."""
+
+    pass_id: int
+    resumed: bool
+    note: str
+    pages: int
+    customers_fetched: int
+    rejected: int
+    field_problems: int
+    status_mismatches: int
+    deletion_candidates: int
+    verified_alive: int
+    verification_errors: int
+    publish: PublishResult
+    duration_seconds: float
+    partitions: dict[str, PartitionProgress] = field(default_factory=dict)
+    requests: dict = field(default_factory=dict)
+    coverage: list[str] = field(default_factory=list)  # split statuses checked against the API's count
+
+
+def run_extraction(client, engine: Engine, options: ExtractOptions, log: Log) -> ExtractResult:
+    """Hold the refresh lock, run (or resume) a pass, verify deletions, publish; return what happened."""
+    with AdvisoryLock(engine):
+        extraction = Extraction(client, engine, options, log)
+        extraction.open()
+        extraction.walk()
+        extraction.verify()
+        return extraction.publish()
+
+
+class Extraction:
+    """The phases of one run, in order: open (or resume) the pass, walk it, verify the unseen, publish.
+
+    `run_extraction` runs them under the refresh lock; tests may call them one by one (same code).
+    """
+
+    def __init__(self, client, engine: Engine, options: ExtractOptions, log: Log):
+        self.client, self.engine, self.options, self.log = client, engine, options, log
+        self.started = time.monotonic()
+        self.requests_before = client.stats
+        self.progress = Progress([])  # filled from the pass's checkpoints (its plan) when it opens
+        self.plan: Plan | None = None
+        self.the_pass: Pass | None = None
+        self.candidates: list[str] = []
+        self.checks: list[DeletionCheck] = []
+
+    def open(self) -> Pass:
+        options = self.options
+        ensure_schema(self.engine)
+        self.the_pass = the_pass = open_pass(
+            self.engine,
+            filters={**options.filters, "partitions": options.partitions},
+            per_page=options.per_page,
+            plan=self._fresh_plan if options.splits else options.partitions,
+            full_refresh=options.full_refresh,
+            resume_max_age=options.resume_max_age,
+        )
+        self.progress = Progress(list(the_pass.checkpoints))
+        if the_pass.resumed:
+            how = f"resumed ({the_pass.note})"
+        else:
+            how = "started" + (f" ({the_pass.note})" if the_pass.note else "")
+        if the_pass.resumed or self.plan is None:
+            plan = ", ".join(the_pass.checkpoints)
+        else:
+            split = f" (split by data source: {', '.join(self.plan.split)})" if self.plan.split else ""
+            plan = self.plan.describe() + split
+        filters = {k: v for k, v in options.filters.items() if v} or "none"
+        self.log.info(
+            f"extract: pass {the_pass.pass_id} {how}; partitions {plan}; per_page {options.per_page}; filters {filters}"
+        )
+        return the_pass
+
+    def _fresh_plan(self) -> list[str]:
+        """A fresh pass's partitions: large statuses split by data source, sized by the last publish or,
+        on a first load, by the API's own counts (discovery.py)."""
+        options = self.options
+        sizes = warehouse_sizes(self.engine, options.system)
+        if not sizes:
+            try:
+                sizes = discover_sizes(
+                    self.client,
+                    options.partitions,
+                    options.threshold,
+                    system=options.system,
+                    max_workers=options.max_workers,
+                    note=lambda line: self.log.info(f"extract: first-load plan: {line}"),
+                )
+            except ChartMogulError as exc:  # a plan is an optimisation: walk unsplit rather than fail here
+                self.log.warning(f"extract: first-load plan: counting failed ({exc}); no status is split")
+                sizes = {}
+        self.plan = plan_partitions(options.partitions, sizes, options.threshold)
+        return checked_plan(options.partitions, self.plan.partitions)
+
+    def walk(self) -> None:
+        Walk(self.client, self.engine, self.options, self.the_pass, self.progress).run(self.log)
+        self.log.info(self.progress.line(self.client).replace("extract:", "extract: pass complete:", 1))
+
+    def verify(self) -> list[DeletionCheck]:
+        options, log, the_pass = self.options, self.log, self.the_pass
+        if not options.verify_deletions:
+            return []
+        limit = options.max_deletion_checks
+        candidates = unseen_live_customers(self.engine, the_pass.pass_id, the_pass.filters, limit + 1)
+        if len(candidates) > limit:
+            log.warning(
+                f"extract: more than {limit} published customers were not seen by this pass; verifying the"
+                f" first {limit} only, the rest stay untouched until a later run (raise max_deletion_checks"
+                " to verify more at once)"
+            )
+            candidates = candidates[:limit]
+        self.candidates = candidates
+        if candidates:
+            log.info(f"extract: verifying {len(candidates)} customer(s) this pass did not see")
+            self.checks = verify(self.client, self.engine, the_pass.pass_id, candidates, options, log)
+        return self.checks
+
+    def publish(self) -> ExtractResult:
+        the_pass, progress = self.the_pass, self.progress
+        with progress.lock:
+            staged = sum(p.customers + p.resumed_customers for p in progress.parts.values())
+        staged += sum(1 for c in self.checks if c.outcome == "alive")
+        started = time.monotonic()
+        self.log.info(f"extract: publishing pass {the_pass.pass_id}: {staged} staged rows")
+        with Heartbeat(
+            self.log,
+            self.options.progress_interval,
+            lambda: f"extract: publishing: {staged} staged rows, {time.monotonic() - started:.0f} s elapsed",
+        ):
+            result = publish(self.engine, the_pass.pass_id, self.checks)
+            clear_staging(self.engine, the_pass.pass_id)
+        outcome = self._result(result)
+        self.log.info(
+            f"extract: published pass {outcome.pass_id} in {outcome.duration_seconds:.1f} s: {result.inserted}"
+            f" inserted, {result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted,"
+            f" {result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
+        )
+        if result.rejected:
+            self.log.warning(
+                f"extract: {result.rejected} staged entries were not valid JSON for Postgres and were left"
+                " out of the publish (see cm_pipeline.extract_rejects)"
+            )
+        return outcome
+
+    def _result(self, result: PublishResult) -> ExtractResult:
+        progress, checks = self.progress, self.checks
+        after, before = self.client.stats, self.requests_before
+        pages, customers = progress.totals()
+        return ExtractResult(
+            pass_id=self.the_pass.pass_id,
+            resumed=self.the_pass.resumed,
+            note=self.the_pass.note,
+            pages=pages,
+            customers_fetched=customers,
+            rejected=progress.rejected_count + result.rejected,
+            field_problems=progress.problem_count,
+            status_mismatches=sum(p.status_mismatches for p in progress.parts.values()),
+            deletion_candidates=len(self.candidates),
+            verified_alive=sum(1 for c in checks if c.outcome == "alive"),
+            verification_errors=sum(1 for c in checks if c.outcome == "error"),
+            publish=result,
+            duration_seconds=time.monotonic() - self.started,
+            partitions=progress.parts,
+            coverage=list(progress.coverage),
+            requests={k: after[k] - before[k] for k in ("requests", "retries", "rate_limited")},
+        )

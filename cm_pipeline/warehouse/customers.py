@@ -1,0 +1,241 @@
+"""chartmogul.customers: the one module that writes the table, and the reads the pipeline makes of it.
+
+Two writers feed the table, both through the mapping of mapping.py (Python types, SQL derives the rest):
+- the extraction's publish (`upsert_staged`, `mark_deleted`), inside the publish transaction;
+- the push's write-back of what the API answered (`write_entries`, `write_attributes`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg2.extras import execute_values
+from sqlalchemy.engine import Engine
+
+from cm_pipeline.warehouse.connection import raw_connection
+from cm_pipeline.warehouse.mapping import (
+    TYPED_COLUMNS,
+    FieldProblem,
+    mapped_columns_sql,
+    prepare_entry,
+)
+from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS, CUSTOMERS_TABLE, STAGING_TABLE
+
+_DATA_COLS = ", ".join(CUSTOMER_DATA_COLUMNS)
+_UPDATABLE = [c for c in CUSTOMER_DATA_COLUMNS if c != "uuid"]
+_UPSERT = (
+    f"INSERT INTO {CUSTOMERS_TABLE} AS c ({_DATA_COLS}, first_seen_at, synced_at, deleted_at)"
+    " SELECT {columns}, now(), now(), NULL FROM {source}"
+    f" ON CONFLICT (uuid) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _UPDATABLE)},"
+    " synced_at = now(), deleted_at = NULL"
+)
+
+
+def differs_sql(new: str, remap: bool) -> str:
+    """SQL true when the row `new` differs from the published row `c`: by raw (every other column is
+    derived from it), or by every mapped column after a mapping change (`remap`)."""
+    if remap:
+        return " OR ".join(f"c.{col} IS DISTINCT FROM {new}.{col}" for col in _UPDATABLE)
+    return f"c.raw IS DISTINCT FROM {new}.raw"
+
+
+def upsert_staged(cur, candidates_table: str, remap: bool) -> tuple[int, int, int]:
+    """Publish the staged rows listed in `candidates_table` (fetch_seq): insert new customers, update
+    changed or deleted ones, leave the rest untouched (not even locked). (inserted, updated, undeleted)."""
+    typed = ", ".join(f"s.{c}" for c in TYPED_COLUMNS)
+    changed = (
+        f"SELECT m.*, c.deleted_at IS NOT NULL AS was_deleted FROM mapped m"
+        f" LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
+        f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs_sql('m', remap)}"
+    )
+    upsert = _UPSERT.format(columns=_DATA_COLS, source="changed")
+    cur.execute(
+        # OFFSET 0 fences the subquery: the planner can't join staging to customers first and parse rows
+        # that are not candidates. was_deleted: the upsert always rewrites a row flagged deleted, so those
+        # are the customers it brings back.
+        f"WITH staged AS (SELECT s.uuid, {typed}, s.raw::jsonb AS raw FROM {candidates_table} k"
+        f" JOIN {STAGING_TABLE} s USING (fetch_seq) OFFSET 0),"
+        f" mapped AS (SELECT {mapped_columns_sql('l')} FROM staged l),"
+        f" changed AS ({changed}),"
+        f" up AS ({upsert} WHERE c.deleted_at IS NOT NULL OR {differs_sql('EXCLUDED', remap)}"
+        " RETURNING (xmax = 0) AS inserted)"
+        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
+        " (SELECT count(*) FROM changed WHERE was_deleted) FROM up"
+    )
+    return cur.fetchone()
+
+
+def mark_deleted(cur, uuids: Sequence[str], pass_id: int) -> int:
+    """Set deleted_at on live customers among `uuids` that the pass did not stage; how many."""
+    if not uuids:
+        return 0
+    cur.execute(
+        f"UPDATE {CUSTOMERS_TABLE} c SET deleted_at = now(), synced_at = now()"
+        " WHERE c.uuid = ANY(%s) AND c.deleted_at IS NULL"
+        f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
+        (list(uuids), pass_id),
+    )
+    return cur.rowcount
+
+
+def totals(cur) -> tuple[int, int, int]:
+    """(rows, live rows, total MRR in cents of the live rows)."""
+    cur.execute(
+        "SELECT count(*), count(*) FILTER (WHERE deleted_at IS NULL),"
+        f" coalesce(sum(mrr) FILTER (WHERE deleted_at IS NULL), 0) FROM {CUSTOMERS_TABLE}"
+    )
+    rows, live, mrr = cur.fetchone()
+    return rows, live, int(mrr)
+
+
+def write_entries(engine: Engine, entries: Sequence[Any]) -> list[FieldProblem]:
+    """Store full customer entries the API answered (PATCH, create, GET) as rows; the field problems met.
+
+    Each entry is mapped exactly as the publish maps it. An entry without a usable uuid raises RowRejected.
+    """
+    prepared = [prepare_entry(e) for e in entries]
+    if not prepared:
+        return []
+    names = ", ".join(("uuid", *TYPED_COLUMNS, "raw"))
+    casts = ("bigint",) * 3 + ("timestamptz",) * 3
+    template = "(%s, " + ", ".join(f"%s::{t}" for t in casts) + ", %s::jsonb)"
+    source = f"(VALUES %s) AS l({names})"
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            execute_values(
+                cur,
+                _UPSERT.format(columns=mapped_columns_sql("l"), source=source),
+                [(p.uuid, *p.typed, p.raw) for p in prepared],
+                template=template,
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    return [problem for p in prepared for problem in p.problems]
+
+
+def write_attributes(engine: Engine, entry: dict) -> None:
+    """Store tags and custom attributes from a partial entry (add-by-email answer) into its row."""
+    attributes = entry.get("attributes") if isinstance(entry, dict) else None
+    if not isinstance(attributes, dict) or not entry.get("uuid"):
+        return
+    tags, custom = attributes.get("tags"), attributes.get("custom")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE {CUSTOMERS_TABLE} SET "
+                "tags = coalesce(CAST(:tags AS jsonb), tags), "
+                "custom_attributes = coalesce(CAST(:custom AS jsonb), custom_attributes), "
+                "raw = jsonb_set(raw, '{attributes}', coalesce(raw->'attributes', '{}'::jsonb) || CAST(:attrs AS jsonb)), "
+                "synced_at = now() WHERE uuid = :uuid"
+            ),
+            {
+                "uuid": entry["uuid"],
+                "tags": json.dumps(tags) if isinstance(tags, list) else None,
+                "custom": json.dumps(custom) if isinstance(custom, dict) else None,
+                "attrs": json.dumps(attributes, default=str),
+            },
+        )
+
+
+# ---- reads ----------------------------------------------------------------------------------------
+
+
+def _rows(engine: Engine, sql: str, params: dict) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def customers_state(engine: Engine, uuids: Sequence[str]) -> dict[str, dict]:
+    """uuid -> {tags, custom_attributes, email} of live rows."""
+    if not uuids:
+        return {}
+    sql = f"SELECT uuid, tags, custom_attributes, email FROM {CUSTOMERS_TABLE} WHERE uuid = ANY(:u) AND deleted_at IS NULL"
+    return {
+        r[0]: {"tags": r[1] or [], "custom_attributes": r[2] or {}, "email": r[3]}
+        for r in _rows(engine, sql, {"u": list(uuids)})
+    }
+
+
+def known_attribute_keys(engine: Engine) -> set[str]:
+    """Every custom attribute key held by some customer in the warehouse: keys the account has."""
+    sql = (
+        f"SELECT DISTINCT jsonb_object_keys(custom_attributes) FROM {CUSTOMERS_TABLE}"
+        " WHERE jsonb_typeof(custom_attributes) = 'object'"
+    )
+    return {r[0] for r in _rows(engine, sql, {})}
+
+
+def email_counts(engine: Engine, emails: Sequence[str]) -> dict[str, int]:
+    """lower(email) -> number of live customers with it."""
+    if not emails:
+        return {}
+    sql = f"SELECT lower(email), count(*) FROM {CUSTOMERS_TABLE} WHERE lower(email) = ANY(:e) AND deleted_at IS NULL GROUP BY 1"
+    return {r[0]: int(r[1]) for r in _rows(engine, sql, {"e": [e.lower() for e in emails]})}
+
+
+def customers_by_email(engine: Engine, emails: Sequence[str]) -> dict[str, list[dict]]:
+    """lower(email) -> [{uuid, custom_attributes}] of live customers."""
+    if not emails:
+        return {}
+    sql = f"SELECT lower(email), uuid, custom_attributes FROM {CUSTOMERS_TABLE} WHERE lower(email) = ANY(:e) AND deleted_at IS NULL"
+    out: dict[str, list[dict]] = {}
+    for r in _rows(engine, sql, {"e": [e.lower() for e in emails]}):
+        out.setdefault(r[0], []).append({"uuid": r[1], "custom_attributes": r[2] or {}})
+    return out
+
+
+def existing_external_ids(engine: Engine, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(data_source_uuid, external_id) -> uuid for pairs already in the warehouse (merged ids included)."""
+    if not pairs:
+        return {}
+    sql = f"""
+        SELECT p.ds, p.ext, c.uuid
+        FROM unnest(CAST(:ds AS text[]), CAST(:ext AS text[])) AS p(ds, ext)
+        JOIN {CUSTOMERS_TABLE} c
+          ON c.deleted_at IS NULL
+         AND (c.data_source_uuid = p.ds OR coalesce(c.data_source_uuids, '[]'::jsonb) ? p.ds)
+         AND (c.external_id = p.ext OR coalesce(c.external_ids, '[]'::jsonb) ? p.ext)
+    """
+    rows = _rows(engine, sql, {"ds": [p[0] for p in pairs], "ext": [p[1] for p in pairs]})
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def live_counts_by_status_and_source(engine: Engine, system: str | None = None) -> list[tuple[str, str, int]]:
+    """(status, data source, live customers whose primary source it is) for every status and every data
+    source a live customer names (merged sources count 0); [] before the table exists."""
+    where = " AND c.billing_system_type = :system" if system else ""
+    sql = (
+        "SELECT c.status, d.ds, count(*) FILTER (WHERE d.ds = c.data_source_uuid)"
+        f" FROM {CUSTOMERS_TABLE} c CROSS JOIN LATERAL (SELECT c.data_source_uuid AS ds UNION"
+        " SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.data_source_uuids) = 'array'"
+        " THEN c.data_source_uuids ELSE '[]'::jsonb END)) d"
+        f" WHERE c.deleted_at IS NULL AND c.status IS NOT NULL AND d.ds IS NOT NULL{where} GROUP BY 1, 2"
+    )
+    with engine.connect() as conn:
+        if conn.execute(sa.text("SELECT to_regclass(:t) IS NULL"), {"t": CUSTOMERS_TABLE}).scalar():
+            return []
+        return [tuple(r) for r in conn.execute(sa.text(sql), {"system": system})]
+
+
+def unseen_live_customers(engine: Engine, pass_id: int, filters: dict, limit: int) -> list[str]:
+    """Live uuids the pass did not stage, within the pass's filters (at most `limit`): deletion candidates."""
+    clauses, params = [], {"pass_id": pass_id, "limit": limit}
+    if filters.get("data_source_uuid"):
+        # Broad on purpose: verifying a customer outside the filter only costs a GET, never a false delete.
+        clauses.append("(c.data_source_uuid = :ds OR coalesce(c.data_source_uuids, '[]'::jsonb) ? :ds)")
+        params["ds"] = filters["data_source_uuid"]
+    if filters.get("system"):
+        clauses.append("c.billing_system_type = :system")
+        params["system"] = filters["system"]
+    where = "".join(f" AND {c}" for c in clauses)
+    sql = (
+        f"SELECT c.uuid FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NULL{where}"
+        f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = :pass_id AND s.uuid = c.uuid)"
+        " ORDER BY c.uuid LIMIT :limit"
+    )
+    return [r[0] for r in _rows(engine, sql, params)]
