@@ -7,10 +7,6 @@ from dataclasses import dataclass
 
 from cm_pipeline.chartmogul.errors import PaginationError
 
-# Deprecated keys the first page may carry; the cursor is the only way forward, but `total_pages` of a
-# per_page=1 request is an exact count (the extraction checks its split partitions' coverage with it).
-DEPRECATED_PAGE_KEYS = ("page", "per_page", "current_page", "total_pages")
-
 # A run of pages that advance the cursor yet return nothing is treated as a loop, not as data.
 MAX_CONSECUTIVE_EMPTY_PAGES = 50
 
@@ -24,8 +20,10 @@ class CustomerPage:
     has_more: bool
     request_cursor: str | None  # the cursor used to fetch this page (None for the first page)
     number: int  # 1-based page number within this walk
-    total_pages: int | None = None  # deprecated first-page field, when the API sent a non-negative integer
-    per_page: int | None = None  # deprecated first-page field, likewise
+    # Deprecated first-page fields, when the API sent non-negative integers. The cursor is the only way
+    # forward, but `total_pages` of a per_page=1 request is an exact count (extract checks coverage with it).
+    total_pages: int | None = None
+    per_page: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -96,7 +94,6 @@ class CursorWalker:
         self.start_cursor = start_cursor
         self.seen: set[str] = set()
         self.pages = 0
-        self.entries = 0
 
     def __iter__(self) -> Iterator[CustomerPage]:
         cursor = self.start_cursor
@@ -106,7 +103,6 @@ class CursorWalker:
         while True:
             page = page_from_body(self._fetch(cursor), request_cursor=cursor, number=self.pages + 1)
             self.pages += 1
-            self.entries += len(page.entries)
             if page.has_more:
                 if page.cursor in self.seen:
                     raise PaginationError(
