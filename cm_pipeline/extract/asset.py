@@ -1,11 +1,11 @@
 """The `chartmogul_customers` asset: every ChartMogul customer, extracted into chartmogul.customers."""
 
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 from pydantic import Field
 
+from cm_pipeline.chartmogul.secrets import public_url
 from cm_pipeline.extract.freshness import DEFAULT_REFRESH_CRON, freshness_policy_for
 from cm_pipeline.extract.options import ExtractOptions
 from cm_pipeline.extract.run import ExtractResult, run_extraction
@@ -128,15 +128,6 @@ class ExtractConfig(dg.Config):
             max_deletion_checks=self.max_deletion_checks,
             progress_interval=self.progress_interval_seconds,
         )
-
-
-def public_url(url: str) -> str:
-    """`url` without any user:password@ part, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
