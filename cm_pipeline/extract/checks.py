@@ -1,34 +1,12 @@
-"""Asset checks on chartmogul_customers: key integrity, no unverified disappearance, freshness."""
+"""Asset checks on chartmogul_customers: key integrity and no unverified disappearance (freshness is
+Dagster's own check, built in freshness.py)."""
 
 import dagster as dg
 import sqlalchemy as sa
 
 from cm_pipeline.extract.asset import chartmogul_customers
-from cm_pipeline.extract.freshness import (
-    REFRESH_CRON_ENV,
-    FreshnessWindows,
-    freshness_windows,
-    refresh_cron_now,
-)
 from cm_pipeline.resources import WarehouseResource
 from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, DELETION_CHECKS_TABLE, PUBLISH_LOG_TABLE
-
-# Freshness follows the refresh cron (WAREHOUSE_REFRESH_CRON, read when the check runs; hourly by default):
-# warn after 1.5x the longest gap between two ticks, fail after 2x (see freshness.py). The asset's
-# FreshnessPolicy (evaluated by the Dagster daemon between runs) uses the same windows; this check reads the
-# warehouse's own publish log, and can be run on demand from the UI.
-
-
-def freshness_verdict(age_seconds: float | None, windows: FreshnessWindows) -> tuple[bool, str, str | None]:
-    """(passed, severity "WARN" | "ERROR", description) for a last publish `age_seconds` old."""
-    if age_seconds is None:
-        return False, "ERROR", "no publish recorded"
-    if age_seconds <= windows.warn.total_seconds():
-        return True, "WARN", None
-    late = f"last publish is {age_seconds / 3600:.1f} h old; the refresh runs on '{windows.cron}'"
-    if age_seconds <= windows.fail.total_seconds():
-        return False, "WARN", f"{late} (warn after {windows.warn}, fail after {windows.fail})"
-    return False, "ERROR", f"{late}: more than {windows.fail} without a publish"
 
 
 def _missing_table(conn, table: str) -> bool:
@@ -110,44 +88,7 @@ def customers_no_unverified_disappearance(warehouse: WarehouseResource) -> dg.As
     )
 
 
-@dg.asset_check(asset=chartmogul_customers)
-def customers_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """The last publish (cm_pipeline.publish_log) is recent for the refresh cron: warn at 1.5x its longest gap, fail at 2x."""
-    cron = refresh_cron_now()
-    try:
-        windows = freshness_windows(cron)
-    except ValueError as exc:
-        return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.ERROR, description=f"{REFRESH_CRON_ENV}: {exc}"
-        )
-    engine = warehouse.get_engine()
-    try:
-        with engine.connect() as conn:
-            if _missing_table(conn, PUBLISH_LOG_TABLE):
-                age = None
-            else:
-                age = conn.execute(
-                    sa.text(f"SELECT extract(epoch FROM now() - max(published_at)) FROM {PUBLISH_LOG_TABLE}")
-                ).scalar()
-    finally:
-        engine.dispose()
-    age = float(age) if age is not None else None
-    passed, severity, description = freshness_verdict(age, windows)
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity(severity),
-        metadata={
-            "seconds_since_last_publish": dg.FloatMetadataValue(age),
-            "refresh_cron": cron,
-            "warn_after_seconds": dg.FloatMetadataValue(windows.warn.total_seconds()),
-            "limit_seconds": dg.FloatMetadataValue(windows.fail.total_seconds()),
-        },
-        description=description,
-    )
-
-
 EXTRACT_CHECKS = [
     customers_uuid_unique_and_not_null,
     customers_no_unverified_disappearance,
-    customers_freshness,
 ]

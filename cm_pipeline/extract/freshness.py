@@ -1,62 +1,25 @@
-"""Freshness windows of chartmogul.customers, derived from the refresh cron (pure, no I/O but the env read).
+"""Freshness of chartmogul.customers, in Dagster's own terms: a FreshnessPolicy on the asset, which the
+daemon evaluates (its freshness state shows on the asset's page, and its changes are events to alert on).
 
-The table is refreshed on the refresh cron (WAREHOUSE_REFRESH_CRON, hourly by default). It is stale when
-a tick was missed: warn after 1.5 x the longest gap between two consecutive ticks, fail after 2 x. The
-longest gap is measured over a fixed sample of ticks, so a cron of uneven gaps (weekdays only, say) is
-judged by its longest one.
+It follows the refresh cron (WAREHOUSE_REFRESH_CRON, hourly by default): the table is stale once a tick
+was missed: warn after 1.5 x, fail after 2 x the longest gap between two ticks. A cron of uneven gaps
+(weekdays only, say) is judged by its longest one. Dagster's older last-update freshness checks are
+superseded by these policies (and warn so), so there is no separate check.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import dagster as dg
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
-# The refresh cron's default and variable; cm_pipeline.schedules takes them from here (this module imports
-# no jobs, so the assets can use it).
 DEFAULT_REFRESH_CRON = "0 * * * *"
 REFRESH_CRON_ENV = "WAREHOUSE_REFRESH_CRON"
-
-WARN_FACTOR = 1.5
-FAIL_FACTOR = 2.0
-_SAMPLE_START = datetime(2024, 1, 1, tzinfo=UTC)  # fixed: the same cron always gives the same windows
-_SAMPLE_TICKS = 1000
-_SAMPLE_SPAN = timedelta(days=800)  # long enough for monthly and leap-day crons
-
-
-@dataclass(frozen=True)
-class FreshnessWindows:
-    """How long the table may go without a publish: `longest_gap` between ticks, then warn, then fail."""
-
-    cron: str
-    longest_gap: timedelta
-    warn: timedelta
-    fail: timedelta
-
-
-def freshness_windows(cron: str, timezone: str = "UTC") -> FreshnessWindows:
-    """Warn/fail windows for a refresh on `cron`: 1.5x and 2x the longest gap between consecutive ticks."""
-    if not isinstance(cron, str) or not is_valid_cron_string(cron.strip()):
-        raise ValueError(
-            f"cron: {cron!r} is not a valid cron expression (five fields, e.g. '0 * * * *' for hourly)"
-        )
-    cron = cron.strip()
-    end = _SAMPLE_START + _SAMPLE_SPAN
-    longest = timedelta(0)
-    previous: datetime | None = None
-    for count, tick in enumerate(cron_string_iterator(_SAMPLE_START.timestamp(), cron, timezone)):
-        if previous is not None:
-            longest = max(longest, tick - previous)
-        previous = tick
-        if count >= _SAMPLE_TICKS or tick >= end:
-            break
-    if longest <= timedelta(0):
-        raise ValueError(f"cron: {cron!r} does not tick at least twice in {_SAMPLE_SPAN.days} days")
-    return FreshnessWindows(cron, longest, longest * WARN_FACTOR, longest * FAIL_FACTOR)
+WARN_FACTOR, FAIL_FACTOR = 1.5, 2.0
 
 
 def refresh_cron_now(environ: Mapping[str, str] | None = None) -> str:
@@ -65,7 +28,29 @@ def refresh_cron_now(environ: Mapping[str, str] | None = None) -> str:
     return (environ.get(REFRESH_CRON_ENV) or "").strip() or DEFAULT_REFRESH_CRON
 
 
+def longest_gap(cron: str) -> timedelta:
+    """The longest time between two consecutive ticks of `cron` (UTC).
+
+    Hand-written because Dagster's freshness policies and checks take a time window, not a cron: the
+    ticks of the 400 days after a fixed date (at most 1,000) cover weekly, monthly and leap-day crons.
+    """
+    if not isinstance(cron, str) or not is_valid_cron_string(cron.strip()):
+        raise ValueError(
+            f"cron: {cron!r} is not a valid cron expression (five fields, e.g. '0 * * * *' for hourly)"
+        )
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    ticks = []
+    for tick in cron_string_iterator(start.timestamp(), cron.strip(), "UTC"):
+        ticks.append(tick)
+        if len(ticks) > 1000 or tick - start > timedelta(days=400):
+            break
+    gaps = [later - earlier for earlier, later in pairwise(ticks)]
+    if not gaps:
+        raise ValueError(f"cron: {cron!r} does not tick twice in 400 days")
+    return max(gaps)
+
+
 def freshness_policy_for(cron: str = DEFAULT_REFRESH_CRON) -> dg.FreshnessPolicy:
-    """The asset's FreshnessPolicy for a refresh on `cron` (set it when the code location loads)."""
-    windows = freshness_windows(cron)
-    return dg.FreshnessPolicy.time_window(fail_window=windows.fail, warn_window=windows.warn)
+    """The asset's policy for a refresh on `cron`: warn after 1.5 x, fail after 2 x its longest gap."""
+    gap = longest_gap(cron)
+    return dg.FreshnessPolicy.time_window(fail_window=gap * FAIL_FACTOR, warn_window=gap * WARN_FACTOR)
