@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
-	$(BIN)/python -m cm_pipeline.models.project prepare
+	$(BIN)/dagster-dbt project prepare-and-package --file cm_pipeline/models/project.py
 
 demo: setup
 	$(BIN)/python -m cm_pipeline.demo

@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
-from cm_pipeline.models.project import build_dbt_resource
+from cm_pipeline.models.resource import build_dbt_resource
 from cm_pipeline.warehouse.connection import make_engine, redact, resolve_url
 
 DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"

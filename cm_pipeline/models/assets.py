@@ -7,14 +7,10 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
-from cm_pipeline.models.project import (
-    DBT_PROJECT,
-    WarehouseDbtCliResource,
-    ensure_manifest,
-    keep_partial_parse,
-)
+from cm_pipeline.models.project import DBT_PROJECT, prepared_manifest
+from cm_pipeline.models.resource import WarehouseDbtCliResource, keep_partial_parse
 from cm_pipeline.warehouse.connection import make_engine, resolve_url
 
 # The dbt source that the extraction asset loads, and the key of that asset.
@@ -89,17 +85,14 @@ def with_row_counts(events: Iterable, target_path: Path, engine: sa.Engine) -> I
 
 
 @dbt_assets(
-    manifest=ensure_manifest(DBT_PROJECT),
+    manifest=prepared_manifest(DBT_PROJECT),
     project=DBT_PROJECT,
     dagster_dbt_translator=TRANSLATOR,
     name="cm_dbt_models",
 )
-def cm_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def cm_dbt_models(context: dg.AssetExecutionContext, dbt: WarehouseDbtCliResource):
     """Run `dbt build`: seeds, staging views, marts, the customers snapshot, outbound models and their tests."""
     invocation = dbt.cli(["build"], context=context)
-    if not isinstance(dbt, WarehouseDbtCliResource):
-        yield from invocation.stream()
-        return
     engine = make_engine(resolve_url(dbt.warehouse_url))
     try:
         yield from with_row_counts(invocation.stream(), invocation.target_path, engine)

@@ -3,6 +3,7 @@ the Dagster versions they pin are the ones this project is tested with."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from dagster_dbt import DbtProject
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -73,43 +75,42 @@ def _make_recipe(target: str) -> list[str]:
     return recipe
 
 
-def _module_invocations(commands: list[str]) -> list[list[str]]:
-    """`[module, *args]` of every `python -m module args` in `commands`."""
+def _dbt_prepare_commands(commands: list[str]) -> list[list[str]]:
+    """`[subcommand..., options...]` of every `dagster-dbt project prepare-and-package` in `commands`."""
     found = []
     for command in commands:
         words = shlex.split(command)
-        for n, word in enumerate(words[:-1]):
-            if word == "-m" and os.path.basename(words[n - 1]).startswith("python"):
+        for n, word in enumerate(words):
+            if os.path.basename(word) == "dagster-dbt" and words[n + 1 : n + 3] == [
+                "project",
+                "prepare-and-package",
+            ]:
                 rest = words[n + 1 :]
-                end = rest.index("&&") if "&&" in rest else len(rest)
-                found.append(rest[:end])
+                found.append(rest[: rest.index("&&")] if "&&" in rest else rest)
     return found
 
 
-def test_user_code_image_prepares_dbt_with_the_make_setup_entry_point():
-    """The image prepares the manifest with the very command `make setup` runs.
+def test_user_code_image_prepares_dbt_with_the_make_setup_command():
+    """The image prepares the manifest with the very command `make setup` runs: dagster-dbt's own, on the
+    file that defines the project's one DbtProject, which carries the preparer that command calls.
 
-    What that command does (dbt parse into dbt_project/target/manifest.json) is covered by
-    cm_pipeline_tests/models/test_dbt_wiring.py::test_clean_checkout_gets_a_manifest_and_edits_make_it_stale.
+    What that preparer does (dbt parse into dbt_project/target/manifest.json) is covered by
+    cm_pipeline_tests/models/test_dbt_wiring.py::test_clean_checkout_and_edited_models_give_a_current_manifest.
     """
-    (setup,) = [m for m in _module_invocations(_make_recipe("setup")) if m[0] == "cm_pipeline.models.project"]
-    assert setup == ["cm_pipeline.models.project", "prepare"]
+    (setup,) = _dbt_prepare_commands(_make_recipe("setup"))
     runs = [args for i, args in _instructions("Dockerfile.user_code") if i == "RUN"]
-    assert setup in _module_invocations(runs), (
-        f"Dockerfile.user_code does not run `python -m {' '.join(setup)}`"
+    assert setup in _dbt_prepare_commands(runs), (
+        f"Dockerfile.user_code does not run `dagster-dbt {' '.join(setup)}`"
     )
 
-    # The entry point is a real command line: it runs as a module and knows the subcommand.
-    result = subprocess.run(
-        [sys.executable, "-m", setup[0], "no-such-command"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2, result.stderr
-    usage = result.stderr.strip().splitlines()[-1]
-    assert usage.startswith(f"usage: python -m {setup[0]}") and setup[1] in usage, usage
+    # The command is installed with dagster-dbt, and its --file holds exactly one DbtProject: ours.
+    assert importlib.metadata.entry_points(group="console_scripts", name="dagster-dbt")
+    file = setup[setup.index("--file") + 1]
+    module = importlib.import_module(file.removesuffix(".py").replace("/", "."))
+    projects = [value for value in vars(module).values() if isinstance(value, DbtProject)]
+    assert projects == [module.DBT_PROJECT]
+    assert isinstance(module.DBT_PROJECT.preparer, module.VenvDbtProjectPreparer)
+    assert module.DBT_PROJECT.project_dir == REPO_ROOT / "dbt_project"
 
 
 def test_user_code_image_serves_the_definitions_as_a_user():

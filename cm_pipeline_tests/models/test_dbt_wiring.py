@@ -1,30 +1,38 @@
-"""How the dbt project is wired into Dagster: connection env, manifest preparation, asset graph."""
+"""How the dbt project is wired into Dagster: connection profile, manifest preparation, asset graph."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import stat
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster_dbt import DbtProject
+from dbt.config.renderer import ProfileRenderer
+from sqlalchemy.engine import make_url
 
 from cm_pipeline.definitions import build_defs
 from cm_pipeline.models.assets import with_row_counts
-from cm_pipeline.models.project import (
-    DBT_PROJECT,
+from cm_pipeline.models.profile import (
+    connected_profiles,
+    read_profiles,
+    warehouse_profile_env,
+    write_private_profiles,
+)
+from cm_pipeline.models.project import DBT_PROJECT, dbt_project, prepared_manifest
+from cm_pipeline.models.resource import (
     WarehouseDbtCliResource,
     build_dbt_resource,
-    ensure_manifest,
-    environment,
     keep_partial_parse,
-    manifest_is_stale,
     prune_run_artifacts,
-    warehouse_profile_env,
+    remove_when_exits,
 )
 
 defs = build_defs()
@@ -56,34 +64,100 @@ def test_profile_env_from_the_embedded_socket_url_has_an_empty_password():
 
 def test_resource_resolves_the_url_at_run_time(monkeypatch):
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql://u@h1:5432/from_env")
-    assert build_dbt_resource().profile_env()["CM_DBT_DBNAME"] == "from_env"
+    assert build_dbt_resource().connection()["dbname"] == "from_env"
     explicit = build_dbt_resource("postgresql+psycopg2://u@h2:5432/explicit")
-    assert explicit.profile_env()["CM_DBT_HOST"] == "h2"
+    assert explicit.connection()["host"] == "h2"
 
 
-def test_environment_restores_previous_values(monkeypatch):
-    monkeypatch.setenv("CM_DBT_HOST", "before")
-    monkeypatch.delenv("CM_DBT_DBNAME", raising=False)
-    with environment({"CM_DBT_HOST": "during", "CM_DBT_DBNAME": "x"}):
-        assert (os.environ["CM_DBT_HOST"], os.environ["CM_DBT_DBNAME"]) == ("during", "x")
-    assert os.environ["CM_DBT_HOST"] == "before"
-    assert "CM_DBT_DBNAME" not in os.environ
+# dbt renders every string of a profile as Jinja: these must still reach Postgres as written.
+AWKWARD_VALUES = ("p@ss", "1234", "a{{b}}c", "{# x", "x %}", "q'\"\\", "é😀{%x", "")
 
 
-def test_clean_checkout_gets_a_manifest_and_edits_make_it_stale(tmp_path):
+@pytest.mark.parametrize("value", AWKWARD_VALUES)
+def test_connected_profile_renders_back_to_the_warehouse(value):
+    profiles = read_profiles(DBT_PROJECT.profiles_dir)
+    params = {"host": "/tmp/pg-sock", "port": "6543", "user": value, "password": value, "dbname": value}
+    connected = connected_profiles(profiles, params)
+    output = connected["cm_pipeline"]["outputs"]["warehouse"]
+    renderer = ProfileRenderer({})
+    rendered = {key: renderer.render_value(output[key], (key,)) for key in params}
+    assert rendered == {**params, "port": 6543}
+    # The rest of profiles.yml is kept as written (CM_DBT_SCHEMA, CM_DBT_THREADS), and not modified.
+    written = profiles["cm_pipeline"]["outputs"]["warehouse"]
+    assert {k: v for k, v in output.items() if k not in params} == {
+        k: v for k, v in written.items() if k not in params
+    }
+    assert "CM_DBT_SCHEMA" in output["schema"] and "CM_DBT_PASSWORD" in written["password"]
+
+
+def test_private_profiles_are_readable_by_their_owner_only():
+    profiles = {"p": {"target": "t", "outputs": {"t": {"password": '{{ "s" }}', "port": 1}}}}
+    folder = write_private_profiles(profiles)
+    try:
+        assert folder.parent == Path(tempfile.gettempdir())
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE((folder / "profiles.yml").stat().st_mode) == 0o600
+        assert read_profiles(folder) == profiles
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_the_profile_folder_goes_when_the_process_exits(tmp_path):
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    thread = remove_when_exits(process, folder)
+    thread.join(0.2)
+    assert thread.is_alive() and folder.exists()  # the process waits on its stdin
+    process.stdin.close()
+    thread.join(60)
+    assert not thread.is_alive() and not folder.exists()
+
+
+def _wait_until_gone(path: Path, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not path.exists()
+
+
+def test_two_invocations_connect_to_their_own_warehouse_and_leave_no_profile(warehouse_url, fresh_db):
+    """Two dbt processes at once, each on its own database; os.environ is never touched."""
+    environ = dict(os.environ)
+    urls = (warehouse_url, fresh_db)
+    invocations = [
+        build_dbt_resource(url).cli(["debug", "--connection"], raise_on_error=False) for url in urls
+    ]
+    logs = [[event.raw_event["info"]["msg"] for event in inv.stream_raw_events()] for inv in invocations]
+    assert dict(os.environ) == environ
+    folders = set()
+    for url, invocation, lines in zip(urls, invocations, logs, strict=True):
+        assert invocation.is_successful(), lines
+        assert f"  database: {make_url(url).database}" in lines
+        (used,) = [line.rsplit(" ", 1)[1] for line in lines if line.startswith("Using profiles dir at ")]
+        folders.add(Path(used))
+    assert len(folders) == 2 and DBT_PROJECT.profiles_dir not in folders
+    assert all(_wait_until_gone(folder) for folder in folders)
+
+
+def test_clean_checkout_and_edited_models_give_a_current_manifest(tmp_path, monkeypatch):
+    """A clean checkout loads; under `dagster dev` an edited model shows; deployed, the prepared one serves."""
     copy = tmp_path / "dbt_project"
     shutil.copytree(
         DBT_PROJECT.project_dir, copy, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
     )
-    project = DbtProject(project_dir=copy)
-    assert manifest_is_stale(project)
-    manifest = ensure_manifest(project)
-    assert manifest == Path(project.manifest_path) and manifest.exists()
-    assert not manifest_is_stale(project)
-    model = copy / "models" / "marts" / "dim_customers.sql"
-    later = time.time() + 5
-    os.utime(model, (later, later))
-    assert manifest_is_stale(project)
+    project = dbt_project(copy)
+    monkeypatch.delenv("DAGSTER_IS_DEV_CLI", raising=False)
+    project.prepare_if_dev()
+    assert not project.manifest_path.exists()
+    assert prepared_manifest(project) == project.manifest_path and project.manifest_path.exists()
+
+    (copy / "models" / "marts" / "edited_model.sql").write_text("select 1 as n\n")
+    prepared_manifest(project)  # not under dagster dev: the prepared manifest is used as it is
+    assert "model.cm_pipeline.edited_model" not in json.loads(project.manifest_path.read_text())["nodes"]
+    monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")  # what `dagster dev` sets for the processes it starts
+    project.prepare_if_dev()
+    assert "model.cm_pipeline.edited_model" in json.loads(project.manifest_path.read_text())["nodes"]
 
 
 def test_dbt_resource_is_the_warehouse_aware_one():
@@ -148,7 +222,7 @@ def test_keep_partial_parse_replaces_the_project_state(tmp_path):
     shutil.copytree(
         DBT_PROJECT.project_dir, copy, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
     )
-    project = DbtProject(project_dir=copy)
+    project = dbt_project(copy)
     (copy / "target").mkdir()
     (copy / "target" / "partial_parse.msgpack").write_bytes(b"prepared")
     run = copy / "target" / "cm_dbt_models-abc-123"

@@ -15,7 +15,7 @@ from cm_pipeline.extract.asset import chartmogul_customers
 from cm_pipeline.extract.checks import EXTRACT_CHECKS
 from cm_pipeline.extract.job import warehouse_refresh_job
 from cm_pipeline.models.assets import cm_dbt_models
-from cm_pipeline.models.project import build_dbt_resource
+from cm_pipeline.models.resource import build_dbt_resource
 from cm_pipeline.push.jobs import push_customer_updates_job
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline.sandbox import SandboxServer
