@@ -7,6 +7,9 @@
 
 Base URL http://127.0.0.1:PORT/v1; HTTP Basic with the key as username (any non-empty key without --api-key).
 In Python: SandboxServer (in-process thread), SandboxProcess (child process), SandboxControl (/_sandbox/ admin).
+Inside: server.py (HTTP plumbing, auth, knobs), api.py (/v1 routes), writes.py (the API's writes),
+admin.py (/_sandbox/ routes and writes), store.py (account state, cursor paging), validation.py and
+attributes.py (request checks), responses.py (bodies, error shapes), faults.py (knobs), seed.py (data).
 
 Choices where the reference pages leave room (all deliberate, all tested):
 - POST /v1/customers answers 201 with the customer; its status is "Active" as create-customer.txt's example shows.

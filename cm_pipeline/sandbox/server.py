@@ -1,50 +1,28 @@
-"""HTTP layer of the sandbox: stdlib ThreadingHTTPServer speaking ChartMogul's customer endpoints.
-
-API routes (HTTP Basic auth, key as username):
-  GET /v1/customers, GET/PATCH /v1/customers/{uuid}, POST /v1/customers,
-  POST /v1/customers/attributes/custom
-Admin routes (no auth, exempt from latency/limits/faults), used by SandboxControl:
-  GET /_sandbox/health, GET /_sandbox/stats, POST /_sandbox/stats/reset, GET|POST /_sandbox/config,
-  GET /_sandbox/requests?since=N, GET|POST /_sandbox/customers, GET|PATCH|DELETE /_sandbox/customers/{uuid},
-  GET /_sandbox/custom_attributes, GET /_sandbox/data_sources
-"""
+"""HTTP plumbing of the sandbox: a stdlib ThreadingHTTPServer that authenticates API requests, applies
+the knobs (latency, rate limit, capacity, faults: see faults.py) and logs every request. The answers come
+from api.py (/v1) and admin.py (/_sandbox, no auth, exempt from the knobs)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import itertools
-import json
 import socket
-import sys
 import threading
 import time
-import traceback
 from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
-from cm_pipeline.sandbox import validation as v
-from cm_pipeline.sandbox.faults import EMPTY_SUCCESS_BODIES, Governor, Knobs, validated_knobs
-from cm_pipeline.sandbox.store import Filters, Store, decode_cursor, dumps
+from cm_pipeline.sandbox.admin import admin_answer
+from cm_pipeline.sandbox.api import ROUTE_CREATE, ApiRequest, api_answer
+from cm_pipeline.sandbox.faults import EMPTY_SUCCESS_BODIES, Governor, Knobs
+from cm_pipeline.sandbox.responses import HTML_500, HTML_TYPE, JSON_TYPE, error_body, json_response
+from cm_pipeline.sandbox.store import Store
 
-ROUTE_LIST = "GET /v1/customers"
-ROUTE_GET = "GET /v1/customers/{uuid}"
-ROUTE_PATCH = "PATCH /v1/customers/{uuid}"
-ROUTE_CREATE = "POST /v1/customers"
-ROUTE_ADD_CUSTOM = "POST /v1/customers/attributes/custom"
-RATE_LIMIT_BODY = {"code": 429, "message": "Your request rate has exceeded our rate limit.", "param": None}
-HTML_500 = (
-    b"<!DOCTYPE html>\n<html><head><title>We're sorry, but something went wrong (500)</title></head>"
-    b"<body><h1>We're sorry, but something went wrong.</h1></body></html>\n"
-)
+RATE_LIMIT_BODY = error_body(429, "Your request rate has exceeded our rate limit.")
 REQUEST_LOG_MAX = 200_000
-
-
-def _json(status: int, body: Any) -> tuple[int, bytes, str]:
-    return status, dumps(body), "application/json; charset=utf-8"
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -109,8 +87,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # silence per-request stderr logging
         pass
 
-    # ------------------------------------------------------------ plumbing
-
     def do_GET(self):
         self._dispatch("GET")
 
@@ -126,9 +102,21 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self._dispatch("DELETE")
 
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def _dispatch(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        if path.startswith("/_sandbox"):
+            self._send(*admin_answer(self.server, method, path, parts.query, body))
+            return
+        self._api(ApiRequest(method, self.path, path, parts.query, body))
+
+    # ------------------------------------------------------------ sending
 
     def _send(self, status: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
@@ -164,31 +152,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        path = parts.path.rstrip("/") or "/"
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        if path.startswith("/_sandbox"):
-            status, payload, ctype = self._admin(method, path, parts.query, body)
-            self._send(status, payload, ctype)
-            return
-        self._api(method, path, parts.query, body)
-
-    # ------------------------------------------------------------ API
-
-    def _route(self, method: str, path: str) -> tuple[str | None, str | None]:
-        if path == "/v1/customers":
-            return {"GET": ROUTE_LIST, "POST": ROUTE_CREATE}.get(method), None
-        if path == "/v1/customers/attributes/custom":
-            return (ROUTE_ADD_CUSTOM if method == "POST" else None), None
-        if path.startswith("/v1/customers/") and path.count("/") == 3:
-            uuid = unquote(path.rsplit("/", 1)[1])
-            return {"GET": ROUTE_GET, "PATCH": ROUTE_PATCH}.get(method), uuid
-        return None, None
+    # ------------------------------------------------------------ API requests
 
     def _authorised(self) -> bool:
         header = self.headers.get("Authorization") or ""
@@ -202,43 +166,23 @@ class SandboxHandler(BaseHTTPRequestHandler):
         expected = self.server.api_key
         return bool(user) and (expected is None or user == expected)
 
-    def _api(self, method: str, path: str, query: str, body: bytes) -> None:
-        srv = self.server
-        gov = srv.governor
-        route, uuid = self._route(method, path)
-        route_key = route or f"{method} {path}"
-        verdict = gov.enter(route_key)
-        self._pending_leave = (method, path, query)
+    def _api(self, request: ApiRequest) -> None:
+        gov = self.server.governor
+        route, _ = request.route()
+        verdict = gov.enter(route or f"{request.method} {request.path}")
+        self._pending_leave = (request.method, request.path, request.query)
         self._fault_kind: str | None = None
         status: int | None = None
         try:
-            if verdict == "over_capacity":
-                status = 503
-                self._send(
-                    *_json(503, {"code": 503, "message": "Too many parallel connections.", "param": None})
-                )
+            status = self._refusal(verdict)
+            if status is not None:
                 return
-            if verdict == "rate_limited":
-                extra = {}
-                if gov.knobs.retry_after is not None:
-                    ra = gov.knobs.retry_after
-                    extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
-                status = 429
-                self._send(*_json(429, RATE_LIMIT_BODY), extra=extra)
-                return
-            latency = gov.knobs.latency_ms
-            if latency:
-                time.sleep(latency / 1000.0)
-            if not self._authorised():
-                status = 401
-                self._send(*_json(401, {"code": 401, "message": "No valid API key provided", "param": None}))
-                return
-            fault = gov.pick_fault(method)
+            fault = gov.pick_fault(request.method)
             if fault is not None and fault[1] == "before":
                 self._fault_kind = fault[0]
                 status = self._fault(self._fault_kind, route)
                 return
-            status, payload, ctype = self._handle(route, uuid, method, query, body)
+            (status, payload, ctype), self._fault_kind = api_answer(self.server.store, gov, request)
             if fault is not None:
                 self._fault_kind = fault[0]
                 status = self._fault(self._fault_kind, route)
@@ -249,172 +193,40 @@ class SandboxHandler(BaseHTTPRequestHandler):
         finally:
             self._leave(status)  # when nothing was sent (e.g. the client went away)
 
+    def _refusal(self, verdict: str | None) -> int | None:
+        """Send the answer to a request the knobs or the key refuse (503, 429, 401); its status, or None."""
+        gov = self.server.governor
+        if verdict == "over_capacity":
+            self._send(*json_response(503, error_body(503, "Too many parallel connections.")))
+            return 503
+        if verdict == "rate_limited":
+            extra = {}
+            if gov.knobs.retry_after is not None:
+                ra = gov.knobs.retry_after
+                extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+            self._send(*json_response(429, RATE_LIMIT_BODY), extra=extra)
+            return 429
+        latency = gov.knobs.latency_ms
+        if latency:
+            time.sleep(latency / 1000.0)
+        if not self._authorised():
+            self._send(*json_response(401, error_body(401, "No valid API key provided")))
+            return 401
+        return None
+
     def _fault(self, kind: str, route: str | None) -> int | None:
         """Send the answer of fault `kind` (see faults.py) instead of the real one; its status, None if dropped."""
         if kind in EMPTY_SUCCESS_BODIES:
             status = 201 if route == ROUTE_CREATE else 200
-            self._send(status, EMPTY_SUCCESS_BODIES[kind], "application/json; charset=utf-8")
+            self._send(status, EMPTY_SUCCESS_BODIES[kind], JSON_TYPE)
             return status
         if kind == "drop":
             self._drop()
             return None
         if kind == "html500":
-            self._send(500, HTML_500, "text/html; charset=utf-8")
+            self._send(500, HTML_500, HTML_TYPE)
             return 500
         code = int(kind)
         phrase = {520: "Web Server Returned an Unknown Error", 524: "A Timeout Occurred"}.get(code)
-        message = phrase or HTTPStatus(code).phrase
-        self._send(*_json(code, {"code": code, "message": message, "param": None}))
+        self._send(*json_response(code, error_body(code, phrase or HTTPStatus(code).phrase)))
         return code
-
-    def _handle(self, route, uuid, method, query, body) -> tuple[int, bytes, str]:
-        store = self.server.store
-        try:
-            if route is None:
-                return _json(
-                    404, {"code": 404, "message": f"No route for {method} {self.path}", "param": None}
-                )
-            if route == ROUTE_LIST:
-                return self._list(query)
-            if route == ROUTE_GET:
-                return 200, store.get_bytes(uuid), "application/json; charset=utf-8"
-            data = self._parse_json(body)
-            if route == ROUTE_CREATE:
-                return _json(201, store.create(data))
-            if route == ROUTE_PATCH:
-                return _json(200, store.update(uuid, data))
-            if route == ROUTE_ADD_CUSTOM:
-                return _json(200, {"entries": store.add_custom_by_email(data)})
-        except v.ApiFailure as exc:
-            return _json(exc.status, exc.body)
-        except (
-            Exception
-        ):  # a sandbox bug answers as the API's own failures do (an HTML 500), not a dropped line
-            traceback.print_exc(file=sys.stderr)
-            return 500, HTML_500, "text/html; charset=utf-8"
-        return _json(404, {"code": 404, "message": "Not found", "param": None})
-
-    @staticmethod
-    def _parse_json(body: bytes) -> Any:
-        if not body:
-            raise v.bad_param("Request body is missing", None)
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise v.bad_param(f"Request body is not valid JSON: {exc}", None) from None
-
-    def _list(self, query: str) -> tuple[int, bytes, str]:
-        q = {k: vals[-1] for k, vals in parse_qs(query, keep_blank_values=True).items()}
-        per_page = v.parse_per_page(q.get("per_page"))
-        status = q.get("status") or None
-        filters = Filters(
-            data_source_uuid=q.get("data_source_uuid") or None,
-            external_id=q.get("external_id") or None,
-            status=v.status_from_filter(status) if status else None,
-            system=q.get("system") or None,
-        )
-        after = None
-        cursor = q.get("cursor") or None
-        if cursor:
-            after, cursor_filters = decode_cursor(cursor)
-            given = [x for x in filters.as_list() if x is not None]
-            if given and filters != cursor_filters:
-                raise v.bad_param("cursor was issued for different filters than this request's", "cursor")
-            filters = cursor_filters
-        store = self.server.store
-        page = store.page(filters, per_page, after)
-        next_cursor, has_more = page.cursor, page.has_more
-        fault = self.server.governor.knobs.pagination_fault
-        if fault is not None and cursor:
-            next_cursor, has_more = self._pagination_fault(fault, cursor, filters, per_page, page)
-        tail = (
-            b'"cursor":'
-            + (json.dumps(next_cursor).encode())
-            + b',"has_more":'
-            + (b"true" if has_more else b"false")
-        )
-        # First pages carry the deprecated paging fields, except external_id look-ups, which answer
-        # exactly {"entries": [...], "has_more": ..., "cursor": ...} (README facts).
-        if page.total is not None and filters.external_id is None:
-            total_pages = (page.total + per_page - 1) // per_page
-            tail = (
-                f'"per_page":{per_page},"page":1,"current_page":1,"total_pages":{total_pages},'.encode()
-                + tail
-            )
-        payload = b'{"entries":[' + b",".join(page.entries) + b"]," + tail + b"}"
-        return 200, payload, "application/json; charset=utf-8"
-
-    def _pagination_fault(
-        self, fault: str, cursor: str, filters: Filters, per_page: int, page
-    ) -> tuple[str | None, bool]:
-        """(cursor, has_more) of a continuation page under the pagination_fault knob (see faults.py)."""
-        if fault == "rewind_cursor":
-            first = self.server.store.page(filters, per_page, None).cursor
-            if first is None or first == cursor:
-                return page.cursor, page.has_more
-            self._fault_kind = fault
-            self.server.governor.count_fault()
-            return first, True
-        self._fault_kind = fault
-        self.server.governor.count_fault()
-        if fault == "repeat_cursor":
-            return cursor, True
-        return None, True  # has_more_without_cursor
-
-    # ------------------------------------------------------------ admin
-
-    def _admin(self, method: str, path: str, query: str, body: bytes) -> tuple[int, bytes, str]:
-        srv = self.server
-        store = srv.store
-        q = {k: vals[-1] for k, vals in parse_qs(query).items()}
-        try:
-            data = json.loads(body) if body else {}
-        except ValueError as exc:
-            return _json(400, {"error": f"invalid JSON: {exc}"})
-        try:
-            if path == "/_sandbox/health":
-                return _json(200, {"ok": True, "customers": len(store)})
-            if path == "/_sandbox/stats":
-                return _json(200, {**srv.governor.snapshot(), "writes_applied": store.writes_applied})
-            if path == "/_sandbox/stats/reset" and method == "POST":
-                srv.governor.reset_stats()
-                with store.lock:
-                    store.writes_applied = 0
-                return _json(200, {"ok": True})
-            if path == "/_sandbox/config":
-                if method == "POST":
-                    srv.governor.configure(data)
-                return _json(200, srv.governor.knobs.as_dict())
-            if path == "/_sandbox/requests":
-                return _json(200, {"entries": srv.requests_since(int(q.get("since", 0)))})
-            if path == "/_sandbox/custom_attributes":
-                with store.lock:
-                    return _json(200, dict(store.definitions))
-            if path == "/_sandbox/data_sources":
-                with store.lock:
-                    return _json(200, {"entries": list(store.data_sources.values())})
-            if path == "/_sandbox/customers":
-                if method == "POST":
-                    return _json(201, store.admin_insert(data))
-                return _json(200, {"entries": store.all()})
-            if path.startswith("/_sandbox/customers/"):
-                uuid = unquote(path.rsplit("/", 1)[1])
-                if method == "GET":
-                    doc = store.get(uuid)
-                    return _json(200, doc) if doc is not None else _json(404, {"error": "not found"})
-                if method == "PATCH":
-                    return _json(200, store.admin_modify(uuid, data))
-                if method == "DELETE":
-                    store.admin_delete(uuid)
-                    return _json(200, {"ok": True})
-        except v.ApiFailure as exc:
-            return _json(exc.status, exc.body)
-        except (ValueError, TypeError) as exc:
-            return _json(400, {"error": str(exc)})
-        return _json(404, {"error": f"no admin route {method} {path}"})
-
-
-def make_http_server(
-    host: str, port: int, store: Store, knobs: Knobs, api_key: str | None
-) -> SandboxHTTPServer:
-    return SandboxHTTPServer((host, port), store, validated_knobs(knobs, {}), api_key)

@@ -8,12 +8,13 @@ from collections import Counter
 import pytest
 import requests
 
+from cm_pipeline.chartmogul.vocabulary import STATUSES
 from cm_pipeline.sandbox import SandboxProcess
 from cm_pipeline.sandbox.__main__ import parse_args
+from cm_pipeline.sandbox.attributes import coerce_value
 from cm_pipeline.sandbox.process import cli_args
 from cm_pipeline.sandbox.seed import SEED_DEFINITIONS, generate
 from cm_pipeline.sandbox.store import Store
-from cm_pipeline.sandbox.validation import ALL_STATUSES, coerce_value
 
 N = 3000
 
@@ -32,7 +33,7 @@ def test_same_seed_same_data_other_seed_other_data(docs):
 
 def test_realistic_mix(docs):
     statuses = Counter(d["status"] for d in docs)
-    assert set(statuses) == set(ALL_STATUSES)
+    assert set(statuses) == set(STATUSES)
     assert statuses["Active"] > statuses["Past Due"] > 0
     systems = Counter(d["billing-system-type"] for d in docs)
     assert {"Stripe", "Recurly", "Chargebee", "Braintree", "Custom"} <= set(systems)

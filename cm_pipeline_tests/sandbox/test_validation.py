@@ -6,13 +6,15 @@ from datetime import datetime, timezone
 
 import pytest
 
+from cm_pipeline.sandbox import attributes as a
 from cm_pipeline.sandbox import validation as v
+from cm_pipeline.sandbox.responses import ApiFailure
 
 NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
 
 
 def failure(fn, *args):
-    with pytest.raises(v.ApiFailure) as info:
+    with pytest.raises(ApiFailure) as info:
         fn(*args)
     return info.value
 
@@ -54,8 +56,8 @@ def failure(fn, *args):
     ],
 )
 def test_coerce_value_accepts_documented_formats(attr_type, value, stored):
-    assert v.coerce_value(attr_type, value, "k") == stored
-    assert type(v.coerce_value(attr_type, value, "k")) is type(stored)
+    assert a.coerce_value(attr_type, value, "k") == stored
+    assert type(a.coerce_value(attr_type, value, "k")) is type(stored)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +105,7 @@ def test_coerce_value_accepts_documented_formats(attr_type, value, stored):
     ],
 )
 def test_coerce_value_rejects_bad_values_naming_the_key(attr_type, value, fragment):
-    exc = failure(v.coerce_value, attr_type, value, "myKey")
+    exc = failure(a.coerce_value, attr_type, value, "myKey")
     assert exc.status == 422
     assert set(exc.body) == {"myKey", "error_details"}, "the documented {field: [...], error_details} shape"
     assert fragment in exc.body["myKey"][0] and "myKey" in exc.body["myKey"][0]
@@ -114,43 +116,43 @@ def test_coerce_value_rejects_bad_values_naming_the_key(attr_type, value, fragme
 
 @pytest.mark.parametrize("key", ["bad-key", "with space", "ümlaut", "dot.key", ""])
 def test_key_charset(key):
-    exc = failure(v.validate_key, key)
+    exc = failure(a.validate_key, key)
     assert exc.status == 422
-    assert v.validate_key("Good_key_1") == "Good_key_1"
+    assert a.validate_key("Good_key_1") == "Good_key_1"
 
 
 def test_custom_items_require_type_key_value():
     for missing_field in ("type", "key", "value"):
         item = {"type": "String", "key": "channel", "value": "x"}
         del item[missing_field]
-        exc = failure(v.validate_custom_items, [item])
+        exc = failure(a.validate_custom_items, [item])
         assert exc.status == 400 and exc.body["param"] == f"custom[0].{missing_field}"
         assert exc.body["message"] == f'Parameter "custom[0].{missing_field}" is missing'
-    exc = failure(v.validate_custom_items, [{"type": "Float", "key": "k", "value": 1}])
+    exc = failure(a.validate_custom_items, [{"type": "Float", "key": "k", "value": 1}])
     assert exc.status == 422 and "String, Integer, Decimal, Timestamp, Boolean" in exc.body["k"][0]
-    assert failure(v.validate_custom_items, {"not": "a list"}).status == 400
-    assert v.validate_custom_items([{"type": "Integer", "key": "age", "value": "8", "source": "x"}]) == [
+    assert failure(a.validate_custom_items, {"not": "a list"}).status == 400
+    assert a.validate_custom_items([{"type": "Integer", "key": "age", "value": "8", "source": "x"}]) == [
         ("age", "Integer", 8)
     ]
 
 
 def test_type_conflicts_name_the_key():
-    exc = failure(v.check_type_conflicts, [("age", "String", "8")], {"age": "Integer"})
+    exc = failure(a.check_type_conflicts, [("age", "String", "8")], {"age": "Integer"})
     assert exc.status == 422 and "age" in exc.body and "Integer" in exc.body["age"][0]
-    exc = failure(v.check_type_conflicts, [("a", "String", "x"), ("a", "Integer", 1)], {})
+    exc = failure(a.check_type_conflicts, [("a", "String", "x"), ("a", "Integer", 1)], {})
     assert "a" in exc.body
-    v.check_type_conflicts([("age", "Integer", 1)], {"age": "Integer"})
+    a.check_type_conflicts([("age", "Integer", 1)], {"age": "Integer"})
 
 
 def test_custom_patch_requires_existing_keys_and_accepts_value_source():
     defs = {"CAC": "Integer", "channel": "String"}
-    out = v.validate_custom_patch(
+    out = a.validate_custom_patch(
         {"CAC": "25", "channel": {"value": "Twitter", "source": "integration2"}}, defs
     )
     assert out == {"CAC": 25, "channel": "Twitter"}
-    exc = failure(v.validate_custom_patch, {"unknownKey": 1}, defs)
+    exc = failure(a.validate_custom_patch, {"unknownKey": 1}, defs)
     assert exc.status == 422 and "unknownKey" in exc.body and "does not exist" in exc.body["unknownKey"][0]
-    exc = failure(v.validate_custom_patch, {"CAC": "lots"}, defs)
+    exc = failure(a.validate_custom_patch, {"CAC": "lots"}, defs)
     assert "CAC" in exc.body
 
 
