@@ -1,4 +1,5 @@
-"""Fixtures for the sandbox's own tests: in-process servers over real sockets and an authenticated session."""
+"""Fixtures and helpers for the sandbox's own tests: in-process servers over real sockets, an authenticated
+session, a cursor walk and the API's write calls."""
 
 from __future__ import annotations
 
@@ -31,7 +32,44 @@ def fresh_sandbox():
 
 
 @pytest.fixture
+def empty_sandbox():
+    """A sandbox of its own with no customers, for replaying the reference pages' examples."""
+    with SandboxServer(customers=0) as srv:
+        yield srv
+
+
+@pytest.fixture
 def http():
     s = session()
     yield s
     s.close()
+
+
+def walk(http, base_url, per_page=200, **filters):
+    """All entries of a cursor walk, plus the list of raw page bodies."""
+    entries, pages, cursor = [], [], None
+    while True:
+        params = {"per_page": per_page, **filters}
+        if cursor:
+            params["cursor"] = cursor
+        r = http.get(f"{base_url}/customers", params=params)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        pages.append(body)
+        entries += body["entries"]
+        if not body["has_more"]:
+            return entries, pages
+        cursor = body["cursor"]
+        assert cursor
+
+
+def create(srv, http, **body):
+    return http.post(f"{srv.base_url}/customers", json=body)
+
+
+def patch(srv, http, uuid, body):
+    return http.patch(f"{srv.base_url}/customers/{uuid}", json=body)
+
+
+def add_custom(srv, http, body):
+    return http.post(f"{srv.base_url}/customers/attributes/custom", json=body)
