@@ -89,7 +89,7 @@ def main() -> int:
                     conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS reverse_etl"))
                     conn.execute(
                         sa.text(
-                            "CREATE TABLE reverse_etl.chartmogul_customer_updates AS SELECT uuid AS customer_uuid, "
+                            "CREATE TABLE reverse_etl.chartmogul_updates AS SELECT uuid AS customer_uuid, "
                             "'[\"bench\"]'::jsonb AS add_tags, '[]'::jsonb AS remove_tags, "
                             "jsonb_build_object('bench_run', 1) AS custom_attributes, "
                             '\'{"bench_run": "Integer"}\'::jsonb AS attribute_types FROM chartmogul.customers'

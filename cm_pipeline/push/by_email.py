@@ -1,4 +1,4 @@
-"""Push rows of reverse_etl.chartmogul_custom_attributes_by_email: one add-by-email POST per email.
+"""Push rows of reverse_etl.chartmogul_by_email: one add-by-email POST per email.
 
 The POST applies to every customer with that email (that is what the relation asks for). An email
 with no customer in the warehouse is rejected; an email whose customers all hold the values already
@@ -42,7 +42,7 @@ from cm_pipeline.warehouse.customers import (
 )
 
 REQUIRED_COLUMNS = ("email", "key", "type", "value")
-DEFAULT_RELATION = "reverse_etl.chartmogul_custom_attributes_by_email"
+DEFAULT_RELATION = "reverse_etl.chartmogul_by_email"
 
 
 def group_fingerprint(attrs: list[EmailAttribute]) -> str:

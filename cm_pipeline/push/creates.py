@@ -1,4 +1,4 @@
-"""Push rows of reverse_etl.chartmogul_new_customers: idempotent creates.
+"""Push rows of reverse_etl.chartmogul_creates: idempotent creates.
 
 An existing (data_source_uuid, external_id) — in the warehouse, or found by the client after a 422
 duplicate (also when a timed-out create was in fact applied and retried) — is recorded 'unchanged'
@@ -40,7 +40,7 @@ from cm_pipeline.warehouse.customers import (
 )
 
 REQUIRED_COLUMNS = ("data_source_uuid", "external_id")
-DEFAULT_RELATION = "reverse_etl.chartmogul_new_customers"
+DEFAULT_RELATION = "reverse_etl.chartmogul_creates"
 
 
 def _parse(rows: list[tuple[int, dict]], op: str) -> tuple[list[tuple[int, NewCustomer]], list[LogEntry]]:

@@ -114,7 +114,7 @@ def _object(field: str, value: Any, problems: list[str]) -> dict:
 
 @dataclass(frozen=True)
 class UpdateRequest:
-    """A validated row of chartmogul_customer_updates."""
+    """A validated row of chartmogul_updates."""
 
     customer_uuid: str
     changes: Changes
@@ -191,7 +191,7 @@ def parse_update_row(row: Mapping[str, Any]) -> UpdateRequest:
 
 @dataclass(frozen=True)
 class EmailAttribute:
-    """A validated row of chartmogul_custom_attributes_by_email."""
+    """A validated row of chartmogul_by_email."""
 
     email: str
     key: str
@@ -245,7 +245,7 @@ def parse_email_row(row: Mapping[str, Any]) -> EmailAttribute:
 
 @dataclass(frozen=True)
 class NewCustomer:
-    """A validated row of chartmogul_new_customers: the create body and its identity."""
+    """A validated row of chartmogul_creates: the create body and its identity."""
 
     data_source_uuid: str
     external_id: str

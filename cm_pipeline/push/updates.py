@@ -1,4 +1,4 @@
-"""Push rows of reverse_etl.chartmogul_customer_updates: merge-safe PATCH of tags and custom attributes.
+"""Push rows of reverse_etl.chartmogul_updates: merge-safe PATCH of tags and custom attributes.
 
 diff: rows whose desired state equals the warehouse row are skipped with no call; bad rows are
 rejected with their reasons; the rest are left to apply.
@@ -61,7 +61,7 @@ from cm_pipeline.warehouse.customers import (
 )
 
 REQUIRED_COLUMNS = ("customer_uuid", "add_tags", "remove_tags", "custom_attributes")
-DEFAULT_RELATION = "reverse_etl.chartmogul_customer_updates"
+DEFAULT_RELATION = "reverse_etl.chartmogul_updates"
 
 
 def _target(row: dict) -> str:

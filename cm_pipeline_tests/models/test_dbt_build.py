@@ -179,9 +179,9 @@ def test_build_succeeds_and_every_dbt_test_passes_as_an_asset_check(built):
         "dim_customers",
         "customer_mrr_summary",
         "snapshots/customers_snapshot",
-        "reverse_etl/chartmogul_customer_updates",
-        "reverse_etl/chartmogul_custom_attributes_by_email",
-        "reverse_etl/chartmogul_new_customers",
+        "reverse_etl/chartmogul_updates",
+        "reverse_etl/chartmogul_by_email",
+        "reverse_etl/chartmogul_creates",
         "seeds/new_leads",
     } <= materialized
     row_counts = {
@@ -193,9 +193,9 @@ def test_build_succeeds_and_every_dbt_test_passes_as_an_asset_check(built):
         "dim_customers": 8,
         "customer_mrr_summary": 6,
         "snapshots/customers_snapshot": 9,
-        "reverse_etl/chartmogul_customer_updates": 3,
-        "reverse_etl/chartmogul_custom_attributes_by_email": 2,
-        "reverse_etl/chartmogul_new_customers": 2,
+        "reverse_etl/chartmogul_updates": 3,
+        "reverse_etl/chartmogul_by_email": 2,
+        "reverse_etl/chartmogul_creates": 2,
         "seeds/new_leads": 3,
         "seeds/nps_responses": 4,
     }
@@ -239,7 +239,7 @@ def test_mrr_summary_groups_live_customers(built, warehouse):
 
 def test_customer_updates_emit_only_changes(built, warehouse):
     _, engine = warehouse
-    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_customer_updates ORDER BY customer_uuid")
+    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_updates ORDER BY customer_uuid")
     assert rows == [
         {
             "customer_uuid": "cus_a",
@@ -275,21 +275,21 @@ def test_outbound_column_contract(built, warehouse):
     columns: dict[str, list[tuple[str, str]]] = {}
     for r in rows:
         columns.setdefault(r["table_name"], []).append((r["column_name"], r["data_type"]))
-    assert columns["chartmogul_customer_updates"] == [
+    assert columns["chartmogul_updates"] == [
         ("customer_uuid", "text"),
         ("add_tags", "jsonb"),
         ("remove_tags", "jsonb"),
         ("custom_attributes", "jsonb"),
         ("attribute_types", "jsonb"),
     ]
-    assert [c for c, _ in columns["chartmogul_custom_attributes_by_email"]] == [
+    assert [c for c, _ in columns["chartmogul_by_email"]] == [
         "email",
         "key",
         "type",
         "value",
         "source",
     ]
-    assert [c for c, _ in columns["chartmogul_new_customers"]] == [
+    assert [c for c, _ in columns["chartmogul_creates"]] == [
         "data_source_uuid",
         "external_id",
         "name",
@@ -307,13 +307,13 @@ def test_outbound_column_contract(built, warehouse):
         "tags",
         "custom",
     ]
-    types = dict(columns["chartmogul_new_customers"])
+    types = dict(columns["chartmogul_creates"])
     assert (types["primary_contact"], types["tags"], types["custom"]) == ("jsonb", "jsonb", "jsonb")
 
 
 def test_attributes_by_email_skip_emails_whose_customers_all_hold_the_value(built, warehouse):
     _, engine = warehouse
-    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_custom_attributes_by_email ORDER BY email")
+    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_by_email ORDER BY email")
     assert rows == [
         {"email": FINANCE, "key": "nps_score", "type": "Integer", "value": "3", "source": "nps_survey"},
         {"email": OPS, "key": "nps_score", "type": "Integer", "value": "6", "source": "nps_survey"},
@@ -322,7 +322,7 @@ def test_attributes_by_email_skip_emails_whose_customers_all_hold_the_value(buil
 
 def test_new_customers_from_the_seed_skip_existing_external_ids(built, warehouse):
     _, engine = warehouse
-    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_new_customers ORDER BY external_id")
+    rows = _rows(engine, "SELECT * FROM reverse_etl.chartmogul_creates ORDER BY external_id")
     assert rows == [
         {
             "data_source_uuid": "ds_main",

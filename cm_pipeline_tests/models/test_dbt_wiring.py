@@ -38,9 +38,9 @@ from cm_pipeline.models.resource import (
 defs = build_defs()
 
 OUTBOUND = (
-    "chartmogul_customer_updates",
-    "chartmogul_custom_attributes_by_email",
-    "chartmogul_new_customers",
+    "chartmogul_updates",
+    "chartmogul_by_email",
+    "chartmogul_creates",
 )
 
 

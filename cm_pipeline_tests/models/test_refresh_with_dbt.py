@@ -70,12 +70,12 @@ def test_refresh_push_refresh_converges_and_snapshots_changes(fresh_db):
         defs = _defs(sandbox.base_url, fresh_db)
         first = _refresh(defs, inst)
         built = {e.asset_key.to_user_string() for e in first.get_asset_materialization_events()}
-        assert {"chartmogul_customers", "dim_customers", "reverse_etl/chartmogul_customer_updates"} <= built
+        assert {"chartmogul_customers", "dim_customers", "reverse_etl/chartmogul_updates"} <= built
 
         live = sandbox.control.customers()
         assert _all(engine, "SELECT count(*) FROM staging.stg_chartmogul__customers") == [(len(live),)]
         assert _all(engine, "SELECT count(*) FROM snapshots.customers_snapshot") == [(len(live),)]
-        assert _all(engine, "SELECT count(*) FROM reverse_etl.chartmogul_customer_updates") != [(0,)]
+        assert _all(engine, "SELECT count(*) FROM reverse_etl.chartmogul_updates") != [(0,)]
 
         # Push what the rules ask for, then change one customer and delete another in ChartMogul.
         pushed = defs.resolve_job_def("push_customer_updates_job").execute_in_process(instance=inst)
@@ -92,7 +92,7 @@ def test_refresh_push_refresh_converges_and_snapshots_changes(fresh_db):
         _refresh(defs, inst)
 
     # Everything the push applied is now in the warehouse, so the only row left is the changed customer.
-    assert _all(engine, "SELECT * FROM reverse_etl.chartmogul_customer_updates") == [
+    assert _all(engine, "SELECT * FROM reverse_etl.chartmogul_updates") == [
         (changed["uuid"], ["high-value"], [], {"mrr_band": "1000_to_9999"}, {"mrr_band": "String"})
     ]
     history = _all(

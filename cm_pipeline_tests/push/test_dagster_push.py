@@ -28,7 +28,7 @@ from cm_pipeline_tests.push.conftest import (
     writes_at_sandbox,
 )
 
-REL = "reverse_etl.chartmogul_customer_updates"
+REL = "reverse_etl.chartmogul_updates"
 
 
 def resources(sandbox, url: str) -> dict:
@@ -133,14 +133,14 @@ def test_by_email_and_create_jobs(sandbox, ctl, client, wh, fresh_db):
     sync_warehouse(wh, client)
     make_relation(
         wh,
-        "reverse_etl.chartmogul_custom_attributes_by_email",
+        "reverse_etl.chartmogul_by_email",
         BY_EMAIL_DDL,
         [{"email": "solo@example.com", "key": "seats", "type": "Integer", "value": 4}],
     )
     ds = ctl.data_sources()[0]["uuid"]
     make_relation(
         wh,
-        "reverse_etl.chartmogul_new_customers",
+        "reverse_etl.chartmogul_creates",
         NEW_CUSTOMERS_DDL,
         [{"data_source_uuid": ds, "external_id": "lead_1", "name": "Lead", "email": "lead@example.com"}],
     )
@@ -177,7 +177,7 @@ def test_sensor_fingerprints_relations_and_requests_pushes(wh, fresh_db):
     assert not skipped.run_requests and "no outbound relation exists yet" in skipped.skip_reason.skip_message
 
     make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
-    make_relation(wh, "reverse_etl.chartmogul_custom_attributes_by_email", BY_EMAIL_DDL, [])
+    make_relation(wh, "reverse_etl.chartmogul_by_email", BY_EMAIL_DDL, [])
     first = _evaluate(instance, fresh_db, skipped.cursor)
     assert [r.job_name for r in first.run_requests] == [
         "push_customer_updates_job"

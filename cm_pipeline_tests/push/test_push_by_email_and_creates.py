@@ -16,8 +16,8 @@ from cm_pipeline_tests.push.conftest import (
     writes_at_sandbox,
 )
 
-BY_EMAIL = "reverse_etl.chartmogul_custom_attributes_by_email"
-NEW = "reverse_etl.chartmogul_new_customers"
+BY_EMAIL = "reverse_etl.chartmogul_by_email"
+NEW = "reverse_etl.chartmogul_creates"
 
 
 def test_by_email_sets_every_customer_of_the_email_and_then_skips(ctl, client, wh):

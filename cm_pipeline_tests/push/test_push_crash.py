@@ -44,7 +44,7 @@ def test_push_killed_then_rerun_sends_only_what_is_still_different(sandbox, ctl,
     sync_warehouse(wh, client)
     make_relation(
         wh,
-        "reverse_etl.chartmogul_customer_updates",
+        "reverse_etl.chartmogul_updates",
         UPDATES_DDL,
         [
             {"customer_uuid": c["uuid"], "add_tags": ["pushed"], "custom_attributes": {"CAC": i + 1}}

@@ -18,7 +18,7 @@ from cm_pipeline_tests.push.conftest import (
     writes_at_sandbox,
 )
 
-REL = "reverse_etl.chartmogul_customer_updates"
+REL = "reverse_etl.chartmogul_updates"
 
 
 def seed(ctl, n: int = 3) -> list[dict]:

@@ -2,7 +2,7 @@
     ============================== EXAMPLE RULE SET: replace with your own ==============================
     Which custom attribute values each customer should carry.
 
-    Contract (read by chartmogul_customer_updates): one row per (customer_uuid, attribute_key).
+    Contract (read by chartmogul_updates): one row per (customer_uuid, attribute_key).
         attribute_type   String, Integer, Decimal, Timestamp or Boolean (used to create a missing key)
         attribute_value  the desired value as jsonb (to_jsonb(...)); SQL null removes the key
     Attributes no row mentions are left exactly as they are in ChartMogul. Values are compared with the

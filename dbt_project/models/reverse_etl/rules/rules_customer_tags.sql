@@ -2,7 +2,7 @@
     ============================== EXAMPLE RULE SET: replace with your own ==============================
     Which tags each customer should, or should not, carry.
 
-    Contract (read by chartmogul_customer_updates): one row per (customer_uuid, tag) a rule has an
+    Contract (read by chartmogul_updates): one row per (customer_uuid, tag) a rule has an
     opinion about.
         wanted = true   the tag is added when the customer lacks it
         wanted = false  the tag is removed when the customer has it

@@ -3,9 +3,9 @@
     Custom attributes to set on every customer with a given email, through
     POST /v1/customers/attributes/custom.
 
-    Contract (read by chartmogul_custom_attributes_by_email): one row per (email, key) with
+    Contract (read by chartmogul_by_email): one row per (email, key) with
         type    String, Integer, Decimal, Timestamp or Boolean
-        value   the value as text (the push op validates and coerces it to `type`)
+        value   the value as text (the push validates and coerces it to `type`)
         source  shown in the ChartMogul UI (optional)
     ======================================================================================================
 -#}

@@ -9,7 +9,7 @@
     Boolean in the documented forms (TRUE, true, t, 1 / FALSE, false, f, 0, and JSON booleans), String
     and anything else as exact text. Every cast is guarded by a pattern check first (inside CASE, whose
     branches Postgres evaluates in order), so a value that does not parse compares as "different" and
-    is left to the push op, which rejects it with a reason; it never breaks the build.
+    is left to the push, which rejects it with a reason; it never breaks the build.
 -#}
 
 {#- Expression templates: @v@ stands for the text to read (local macros do not compile in unit tests). -#}

@@ -1,7 +1,7 @@
 {#-
-    Outbound: tag and custom attribute changes for push_customer_updates_job (PATCH /v1/customers/{uuid}).
+    Outbound: tag and custom attribute changes for push_updates_job (PATCH /v1/customers/{uuid}).
     The rules live in models/reverse_etl/rules/; this model only diffs them against the warehouse and
-    emits a row for a customer when at least one tag or attribute would change. The push op merges each
+    emits a row for a customer when at least one tag or attribute would change. The push merges each
     row onto the customer's whole current state, so nothing the row does not mention is lost.
 -#}
 
