@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.push.outcomes import OP_UPDATES
+from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline.sandbox import SandboxProcess
 from cm_pipeline.warehouse.connection import ensure_database, resolve_url
@@ -113,7 +113,7 @@ def main() -> int:
                 sandbox.control.reset_stats()
                 before = client.stats
                 t0 = time.perf_counter()
-                result = push(engine, client, "bench", OP_UPDATES, max_workers=args.workers)
+                result = push(engine, client, "bench", UPDATES, max_workers=args.workers)
                 elapsed = time.perf_counter() - t0
                 after = client.stats
             server = sandbox.control.stats()

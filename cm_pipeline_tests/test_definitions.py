@@ -13,9 +13,9 @@ from cm_pipeline.definitions import defs as lazy_defs
 
 EXPECTED_JOBS = {
     "warehouse_refresh_job",
-    "push_customer_updates_job",
-    "push_custom_attributes_job",
-    "create_customers_job",
+    "push_updates_job",
+    "push_by_email_job",
+    "push_creates_job",
 }
 EXPECTED_SCHEDULES = {"warehouse_refresh_schedule"}
 EXPECTED_SENSORS = {"reverse_etl_sensor"}

@@ -1,30 +1,28 @@
-"""Reverse-ETL ops and jobs: load desired → diff → apply → summarise, one job per outbound relation.
+"""Reverse-ETL ops and jobs: load → apply → summarise, one job per push kind.
 
+`push_updates_job`, `push_by_email_job` and `push_creates_job`; their ops are `load_<kind>`,
+`apply_<kind>` and `summarise_<kind>`. Run config goes on the load op, e.g.
+`{"ops": {"load_updates": {"config": {"dry_run": true, "relation": "my_schema.my_updates"}}}}`.
 The ops of one run exchange small summaries; the rows travel through cm_pipeline.push_plan keyed by
-run_id, and every outcome is written to cm_pipeline.push_log as soon as it is known.
+run_id and kind, and every outcome is written to cm_pipeline.push_log as soon as it is known.
 """
 
 import dagster as dg
 from pydantic import Field
 
-from cm_pipeline.push.outcomes import OP_BY_EMAIL, OP_CREATES, OP_UPDATES
+from cm_pipeline.push.engine import PushKind
+from cm_pipeline.push.kinds import BY_EMAIL, CREATES, KINDS, UPDATES
 from cm_pipeline.push.push_log import drop_plan, outcome_counts
-from cm_pipeline.push.run import PUSHERS, load
+from cm_pipeline.push.run import apply, load
 from cm_pipeline.resources import CHARTMOGUL_API_RUN_TAGS, ChartMogulResource, WarehouseResource
 
-JOB_NAMES = {
-    OP_UPDATES: "push_customer_updates_job",
-    OP_BY_EMAIL: "push_custom_attributes_job",
-    OP_CREATES: "create_customers_job",
-}
-OP_SUFFIX = {OP_UPDATES: "updates", OP_BY_EMAIL: "custom_attributes", OP_CREATES: "new_customers"}
 # On every push run: the deployment's QueuedRunCoordinator limits runs with these tags to one at a time,
 # since all pushes (and the refresh) share the account's API limits (40 req/s, 20 connections).
 PUSH_RUN_TAGS = {"cm_pipeline/push": "chartmogul", **CHARTMOGUL_API_RUN_TAGS}
 
 
 class PushConfig(dg.Config):
-    """Run config of a push, set on its load-desired op and carried to the ops after it."""
+    """Run config of a push, set on its load op and carried to the ops after it."""
 
     relation: str | None = Field(default=None, description="schema.table to read; defaults to the dbt model.")
     dry_run: bool = Field(
@@ -35,26 +33,19 @@ class PushConfig(dg.Config):
     )
 
 
-def load_op_name(op: str) -> str:
-    """Name of the load-desired op of a push (where its run config goes)."""
-    return f"load_desired_{OP_SUFFIX[op]}"
+def load_op_name(kind: str) -> str:
+    """Name of the load op of a push (where its run config goes)."""
+    return f"load_{kind}"
 
 
-def build_push_job(op: str) -> dg.JobDefinition:
-    """The four-op job for one outbound relation."""
-    pusher = PUSHERS[op]
-    suffix = OP_SUFFIX[op]
-    relation_default = pusher.DEFAULT_RELATION
-
-    @dg.op(name=f"load_desired_{suffix}")
-    def load_desired(
-        context: dg.OpExecutionContext, config: PushConfig, warehouse: WarehouseResource
-    ) -> dict:
+def _load_op(kind: PushKind) -> dg.OpDefinition:
+    @dg.op(name=load_op_name(kind.name))
+    def load_rows(context: dg.OpExecutionContext, config: PushConfig, warehouse: WarehouseResource) -> dict:
         """Snapshot the outbound relation for this run."""
-        relation = config.relation or relation_default
+        relation = config.relation or kind.relation
         engine = warehouse.get_engine()
         try:
-            rows = load(engine, context.run_id, op, relation)
+            rows = load(engine, context.run_id, kind.name, relation)
         finally:
             engine.dispose()
         context.add_output_metadata(
@@ -67,94 +58,79 @@ def build_push_job(op: str) -> dg.JobDefinition:
             "max_workers": config.max_workers,
         }
 
-    @dg.op(name=f"diff_{suffix}")
-    def diff(context: dg.OpExecutionContext, loaded: dict, warehouse: WarehouseResource) -> dict:
-        """Compare desired rows with the warehouse: unchanged, rejected or to apply."""
-        engine = warehouse.get_engine()
-        try:
-            summary = pusher.diff(engine, context.run_id, op=op).as_dict()
-        finally:
-            engine.dispose()
-        context.add_output_metadata(
-            {
-                "to_apply": summary["pending"],
-                "unchanged": summary["unchanged"],
-                "rejected": summary["rejected"],
-            }
-        )
-        return {**loaded, **{f"diff_{k}": v for k, v in summary.items()}}
+    return load_rows
 
-    @dg.op(name=f"apply_{suffix}")
-    def apply(
+
+def _apply_op(kind: PushKind) -> dg.OpDefinition:
+    @dg.op(name=f"apply_{kind.name}")
+    def apply_rows(
         context: dg.OpExecutionContext,
-        planned: dict,
+        loaded: dict,
         warehouse: WarehouseResource,
         chartmogul: ChartMogulResource,
     ) -> dict:
-        """Apply the rows the diff left, through one rate-limited client."""
+        """Decide every row against the warehouse, then apply the changes through one rate-limited client."""
         engine = warehouse.get_engine()
         try:
             with chartmogul.get_client() as client:
-                summary = pusher.apply(
+                summary = apply(
                     engine,
                     client,
                     context.run_id,
-                    dry_run=planned["dry_run"],
-                    max_workers=planned["max_workers"],
-                    op=op,
+                    kind.name,
+                    dry_run=loaded["dry_run"],
+                    max_workers=loaded["max_workers"],
                 ).as_dict()
                 stats = client.stats
         finally:
             engine.dispose()
         context.add_output_metadata(
-            {
-                "applied": summary["applied"],
-                "unchanged": summary["unchanged"],
-                "rejected": summary["rejected"],
-                "failed": summary["failed"],
-                "dry_run": summary["dry_run"],
-                "calls": summary["calls"],
-                "retries": stats.get("retries", 0),
-                "rate_limited_429s": stats.get("rate_limited", 0),
-            }
+            {**summary, "retries": stats.get("retries", 0), "rate_limited_429s": stats.get("rate_limited", 0)}
         )
-        return {**planned, "calls": summary["calls"]}
+        return {**loaded, "calls": summary["calls"]}
 
-    @dg.op(name=f"summarise_{suffix}")
+    return apply_rows
+
+
+def _summarise_op(kind: PushKind) -> dg.OpDefinition:
+    @dg.op(name=f"summarise_{kind.name}")
     def summarise(context: dg.OpExecutionContext, applied: dict, warehouse: WarehouseResource) -> dict:
         """Report this run's outcomes from push_log."""
         engine = warehouse.get_engine()
         try:
-            counts = outcome_counts(engine, context.run_id, op)
-            drop_plan(engine, context.run_id, op)
+            counts = outcome_counts(engine, context.run_id, kind.name)
+            drop_plan(engine, context.run_id, kind.name)
         finally:
             engine.dispose()
+        calls = applied["calls"]
         context.add_output_metadata(
-            {
-                **counts,
-                "calls": applied["calls"],
-                "relation": applied["relation"],
-                "dagster/row_count": applied["rows"],
-            }
+            {**counts, "calls": calls, "relation": applied["relation"], "dagster/row_count": applied["rows"]}
         )
-        context.log.info(f"{op}: {counts} with {applied['calls']} calls")
+        context.log.info(f"push {kind.name}: {counts} with {calls} calls")
         if counts["failed"]:
             context.log.warning(f"{counts['failed']} row(s) failed; they are tried again on the next run")
-        return {**counts, "calls": applied["calls"], "rows": applied["rows"]}
+        return {**counts, "calls": calls, "rows": applied["rows"]}
+
+    return summarise
+
+
+def build_push_job(kind: PushKind) -> dg.JobDefinition:
+    """The three-op job of one push kind."""
+    load_rows, apply_rows, summarise = _load_op(kind), _apply_op(kind), _summarise_op(kind)
 
     @dg.job(
-        name=JOB_NAMES[op],
-        description=f"Push {relation_default} to ChartMogul: load desired, diff, apply, summarise.",
+        name=kind.job_name,
+        description=f"Push {kind.relation} to ChartMogul: load, apply (decide, then call), summarise.",
         run_tags=PUSH_RUN_TAGS,
     )
     def push_job():
-        summarise(apply(diff(load_desired())))
+        summarise(apply_rows(load_rows()))
 
     return push_job
 
 
-push_customer_updates_job = build_push_job(OP_UPDATES)
-push_custom_attributes_job = build_push_job(OP_BY_EMAIL)
-create_customers_job = build_push_job(OP_CREATES)
+push_updates_job = build_push_job(KINDS[UPDATES])
+push_by_email_job = build_push_job(KINDS[BY_EMAIL])
+push_creates_job = build_push_job(KINDS[CREATES])
 
-PUSH_JOBS = [push_customer_updates_job, push_custom_attributes_job, create_customers_job]
+PUSH_JOBS = [push_updates_job, push_by_email_job, push_creates_job]

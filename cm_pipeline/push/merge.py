@@ -141,10 +141,19 @@ def state_equal(
     return tags_equal(tags_a, tags_b) and custom_equal(custom_a, custom_b, types)
 
 
-def needs_change(tags: Iterable[str] | None, custom: Mapping[str, Any] | None, changes: Changes) -> bool:
-    """Whether applying `changes` to this state would change it (timestamps as instants if declared)."""
+def patch_body(tags: Iterable[str] | None, custom: Mapping[str, Any] | None, changes: Changes) -> dict | None:
+    """The PATCH body holding the whole merged state, {attributes: {tags, custom}}, for a customer
+    currently holding `tags` and `custom`; None when it already matches (timestamps as instants if
+    declared). The one comparison of a row with a customer's state before a write."""
     want_tags, want_custom = merge_state(tags, custom, changes)
-    return not state_equal(tags, custom, want_tags, want_custom, changes.declared)
+    if state_equal(tags, custom, want_tags, want_custom, changes.declared):
+        return None
+    return {"attributes": {"tags": want_tags, "custom": want_custom}}
+
+
+def needs_change(tags: Iterable[str] | None, custom: Mapping[str, Any] | None, changes: Changes) -> bool:
+    """Whether applying `changes` to this state would change it."""
+    return patch_body(tags, custom, changes) is not None
 
 
 def stored_types(changes: Changes, sent: Mapping[str, Any]) -> dict[str, str]:
@@ -161,10 +170,11 @@ def stored_types(changes: Changes, sent: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def new_keys(changes: Changes, known_keys: Iterable[str]) -> list[str]:
-    """Keys the row sets that are not among the account's known keys, in a stable order."""
-    known = set(known_keys)
-    return sorted(k for k in changes.set_custom if k not in known)
+def missing_keys(changes: Changes, custom: Mapping[str, Any], known_keys: Iterable[str]) -> list[str]:
+    """Keys the row sets that the customer does not hold and the account is not known to have, sorted:
+    those must be created (add-by-email POST) before a PATCH can set them."""
+    known = known_keys if isinstance(known_keys, (set, frozenset)) else set(known_keys)
+    return sorted(k for k in changes.set_custom if k not in custom and k not in known)
 
 
 def attribute_entries(changes: Changes, keys: Iterable[str], source: str | None = None) -> list[dict]:

@@ -2,15 +2,16 @@
 
 cm_pipeline.push_log holds one row per attempted write and one per skip. Its `fingerprint` column
 (sha256 of the row's desired values) lets the next run recognise a row the API already rejected.
-cm_pipeline.push_plan holds the snapshot of an outbound relation taken by a run, keyed by run_id, so
-the ops of one run exchange only small summaries.
+cm_pipeline.push_plan holds the snapshot of an outbound relation taken by a run, keyed by run_id and
+kind, so the ops of one run exchange only small summaries. `kind` is the push kind (updates, by_email,
+creates) in both tables.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -73,57 +74,40 @@ def check_relation(conn: Connection, name: str, required: Sequence[str]) -> list
     return columns
 
 
-def snapshot_relation(engine: Engine, run_id: str, op: str, relation: str, required: Sequence[str]) -> int:
-    """Copy the relation's rows into push_plan for this run and op (replacing a previous attempt); row count."""
+def snapshot_relation(engine: Engine, run_id: str, kind: str, relation: str, required: Sequence[str]) -> int:
+    """Copy the relation's rows into push_plan for this run and kind (replacing a previous attempt); row count."""
     with engine.begin() as conn:
         check_relation(conn, relation, required)
         conn.execute(
-            sa.text(f"DELETE FROM {PUSH_PLAN_TABLE} WHERE run_id = :r AND op = :op"), {"r": run_id, "op": op}
+            sa.text(f"DELETE FROM {PUSH_PLAN_TABLE} WHERE run_id = :r AND kind = :k"),
+            {"r": run_id, "k": kind},
         )
         result = conn.execute(
             sa.text(
-                f"INSERT INTO {PUSH_PLAN_TABLE} (run_id, op, seq, row) "
-                f"SELECT :r, :op, row_number() OVER (), to_jsonb(t) FROM {quote_relation(relation)} AS t"
+                f"INSERT INTO {PUSH_PLAN_TABLE} (run_id, kind, seq, row) "
+                f"SELECT :r, :k, row_number() OVER (), to_jsonb(t) FROM {quote_relation(relation)} AS t"
             ),
-            {"r": run_id, "op": op},
+            {"r": run_id, "k": kind},
         )
         return result.rowcount
 
 
-def plan_rows(engine: Engine, run_id: str, op: str, action: str | None = None) -> list[tuple[int, dict]]:
-    """(seq, row) of this run's snapshot, optionally only those with `action`, in relation order."""
-    sql = f"SELECT seq, row FROM {PUSH_PLAN_TABLE} WHERE run_id = :r AND op = :op"
-    params: dict[str, Any] = {"r": run_id, "op": op}
-    if action is not None:
-        sql += " AND action = :a"
-        params["a"] = action
+def plan_rows(engine: Engine, run_id: str, kind: str) -> list[dict]:
+    """The rows of this run's snapshot of `kind`'s relation, in relation order."""
+    sql = f"SELECT row FROM {PUSH_PLAN_TABLE} WHERE run_id = :r AND kind = :k ORDER BY seq"
     with engine.connect() as conn:
-        return [(r[0], r[1]) for r in conn.execute(sa.text(sql + " ORDER BY seq"), params)]
+        return [r[0] for r in conn.execute(sa.text(sql), {"r": run_id, "k": kind})]
 
 
-def mark_plan(engine: Engine, run_id: str, op: str, seqs: Iterable[int], action: str) -> None:
-    """Set the action of these plan rows (e.g. 'apply' for the rows the diff leaves to the apply step)."""
-    seqs = list(seqs)
-    if not seqs:
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE {PUSH_PLAN_TABLE} SET action = :a WHERE run_id = :r AND op = :op AND seq = ANY(:s)"
-            ),
-            {"a": action, "r": run_id, "op": op, "s": seqs},
-        )
-
-
-def drop_plan(engine: Engine, run_id: str, op: str, keep_days: int = 7) -> None:
+def drop_plan(engine: Engine, run_id: str, kind: str, keep_days: int = 7) -> None:
     """Delete this run's plan, and plans older than `keep_days` left by crashed runs."""
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                f"DELETE FROM {PUSH_PLAN_TABLE} WHERE (run_id = :r AND op = :op) "
+                f"DELETE FROM {PUSH_PLAN_TABLE} WHERE (run_id = :r AND kind = :k) "
                 "OR created_at < now() - make_interval(days => :d)"
             ),
-            {"r": run_id, "op": op, "d": keep_days},
+            {"r": run_id, "k": kind, "d": keep_days},
         )
 
 
@@ -134,7 +118,7 @@ def drop_plan(engine: Engine, run_id: str, op: str, keep_days: int = 7) -> None:
 class LogEntry:
     """One push_log row."""
 
-    op: str
+    kind: str
     target: str
     outcome: str
     fingerprint: str | None = None
@@ -155,7 +139,7 @@ def record(engine_or_conn: Engine | Connection, run_id: str, entries: Sequence[L
     params = [
         {
             "run_id": run_id,
-            "op": e.op,
+            "kind": e.kind,
             "target": e.target,
             "fingerprint": e.fingerprint,
             "payload": None if e.payload is None else json.dumps(e.payload, ensure_ascii=False, default=str),
@@ -167,8 +151,8 @@ def record(engine_or_conn: Engine | Connection, run_id: str, entries: Sequence[L
         for e in entries
     ]
     stmt = sa.text(
-        f"INSERT INTO {PUSH_LOG_TABLE} (run_id, op, target, fingerprint, payload, http_status, outcome, error, started_at) "
-        "VALUES (:run_id, :op, :target, :fingerprint, CAST(:payload AS jsonb), :http_status, :outcome, :error, :started_at)"
+        f"INSERT INTO {PUSH_LOG_TABLE} (run_id, kind, target, fingerprint, payload, http_status, outcome, error, started_at) "
+        "VALUES (:run_id, :kind, :target, :fingerprint, CAST(:payload AS jsonb), :http_status, :outcome, :error, :started_at)"
     )
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.begin() as conn:
@@ -177,7 +161,7 @@ def record(engine_or_conn: Engine | Connection, run_id: str, entries: Sequence[L
         engine_or_conn.execute(stmt, params)
 
 
-def api_rejections(engine: Engine, op: str) -> dict[tuple[str, str], tuple[int | None, str | None]]:
+def api_rejections(engine: Engine, kind: str) -> dict[tuple[str, str], tuple[int | None, str | None]]:
     """(target, fingerprint) -> (http_status, error) where the latest entry for it is an API rejection.
 
     Only rejections that came back from the API (http_status set) are remembered: rows rejected by
@@ -186,23 +170,23 @@ def api_rejections(engine: Engine, op: str) -> dict[tuple[str, str], tuple[int |
     sql = f"""
         SELECT target, fingerprint, outcome, http_status, error FROM (
             SELECT DISTINCT ON (target, fingerprint) target, fingerprint, outcome, http_status, error
-            FROM {PUSH_LOG_TABLE} WHERE op = :op AND fingerprint IS NOT NULL
+            FROM {PUSH_LOG_TABLE} WHERE kind = :k AND fingerprint IS NOT NULL
             ORDER BY target, fingerprint, id DESC
         ) latest WHERE outcome = 'rejected' AND http_status IS NOT NULL
     """
     with engine.connect() as conn:
-        return {(r[0], r[1]): (r[3], r[4]) for r in conn.execute(sa.text(sql), {"op": op})}
+        return {(r[0], r[1]): (r[3], r[4]) for r in conn.execute(sa.text(sql), {"k": kind})}
 
 
-def outcome_counts(engine: Engine, run_id: str, op: str) -> dict[str, int]:
-    """Count of push_log rows per outcome for one run and op (every outcome present, zero if none)."""
+def outcome_counts(engine: Engine, run_id: str, kind: str) -> dict[str, int]:
+    """Count of push_log rows per outcome for one run and kind (every outcome present, zero if none)."""
     counts = dict.fromkeys(OUTCOMES, 0)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                f"SELECT outcome, count(*) FROM {PUSH_LOG_TABLE} WHERE run_id = :r AND op = :op GROUP BY outcome"
+                f"SELECT outcome, count(*) FROM {PUSH_LOG_TABLE} WHERE run_id = :r AND kind = :k GROUP BY outcome"
             ),
-            {"r": run_id, "op": op},
+            {"r": run_id, "k": kind},
         )
         counts.update({r[0]: int(r[1]) for r in rows})
     return counts

@@ -1,8 +1,9 @@
-"""Turn rows of the three outbound relations into validated, typed requests, with fingerprints (pure).
+"""Turn one row of each outbound relation into a validated, typed request, with its fingerprint (pure).
 
-A row that cannot be sent raises `RowRejected` with every problem it has, each naming the field (or
-attribute key) and the value. The fingerprint of a row is computed from its raw desired values, so a
-row rejected once is recognised when it comes back unchanged.
+Each row is parsed here once per run. A row that cannot be sent raises `RowRejected` with every
+problem it has, each naming the field (or attribute key) and the value. The fingerprint of a row is
+computed from its raw desired values, so a row rejected once is recognised when it comes back
+unchanged. Every request has a `target` (what push_log names) and a `fingerprint`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from cm_pipeline.push.coerce import (
 )
 from cm_pipeline.push.merge import Changes
 
-UPDATE_COLUMNS = ("customer_uuid", "add_tags", "remove_tags", "custom_attributes", "attribute_types")
 EMAIL_COLUMNS = ("email", "key", "type", "value", "source")
 NEW_CUSTOMER_TEXT_FIELDS = (
     "data_source_uuid",
@@ -120,6 +120,10 @@ class UpdateRequest:
     changes: Changes
     fingerprint: str
 
+    @property
+    def target(self) -> str:
+        return self.customer_uuid
+
 
 def update_fingerprint(row: Mapping[str, Any]) -> str:
     """Fingerprint of an update row's desired values (tag order does not matter)."""
@@ -208,6 +212,30 @@ class EmailAttribute:
         return out
 
 
+@dataclass(frozen=True)
+class EmailGroup:
+    """The valid rows of one email (matched case-insensitively): one add-by-email POST."""
+
+    attributes: tuple[EmailAttribute, ...]
+
+    @property
+    def email(self) -> str:
+        return self.attributes[0].email
+
+    @property
+    def target(self) -> str:
+        return self.email
+
+    @property
+    def fingerprint(self) -> str:
+        """Its rows' fingerprints, order-independent."""
+        return fingerprint(sorted(a.fingerprint for a in self.attributes))
+
+    def payload(self) -> dict:
+        """The POST body: {email, custom: [{type, key, value[, source]}]}."""
+        return {"email": self.email, "custom": [a.entry() for a in self.attributes]}
+
+
 def email_fingerprint(row: Mapping[str, Any]) -> str:
     """Fingerprint of a by-email row's desired values."""
     return fingerprint({c: _maybe_json(row.get(c)) for c in EMAIL_COLUMNS})
@@ -252,6 +280,10 @@ class NewCustomer:
     body: dict
     fingerprint: str
 
+    @property
+    def target(self) -> str:
+        return self.external_id
+
 
 def new_customer_fingerprint(row: Mapping[str, Any]) -> str:
     """Fingerprint of a new-customer row's desired values."""
@@ -273,6 +305,31 @@ def _timestamp_field(field: str, value: Any, problems: list[str]) -> str | None:
         problems.append(f"{field}: value {value!r} is in the future; it must be in the past")
         return None
     return format_timestamp(moment)
+
+
+def _custom_entries(value: Any, problems: list[str]) -> list[dict]:
+    """The create body's `attributes.custom`: each {type, key, value[, source]} validated and typed."""
+    custom = _maybe_json(value)
+    if custom is None:
+        return []
+    if not isinstance(custom, list):
+        problems.append(f"custom: value {custom!r} is not a JSON array of {{type, key, value, source}}")
+        return []
+    entries = []
+    for item in custom:
+        if not isinstance(item, dict):
+            problems.append(f"custom: entry {item!r} is not an object with type, key and value")
+            continue
+        try:
+            typed, type_name = coerce_attribute(item.get("key"), item.get("value"), item.get("type"))
+        except CoercionError as exc:
+            problems.append(f"custom: {exc}")
+            continue
+        entry = {"type": type_name, "key": item["key"], "value": typed}
+        if item.get("source"):
+            entry["source"] = str(item["source"])
+        entries.append(entry)
+    return entries
 
 
 def parse_new_customer_row(row: Mapping[str, Any]) -> NewCustomer:
@@ -303,27 +360,9 @@ def parse_new_customer_row(row: Mapping[str, Any]) -> NewCustomer:
     tags = _tag_list("tags", row.get("tags"), problems)
     if tags:
         attributes["tags"] = list(tags)
-    custom = _maybe_json(row.get("custom"))
-    if custom is not None:
-        if not isinstance(custom, list):
-            problems.append(f"custom: value {custom!r} is not a JSON array of {{type, key, value, source}}")
-        else:
-            entries = []
-            for item in custom:
-                if not isinstance(item, dict):
-                    problems.append(f"custom: entry {item!r} is not an object with type, key and value")
-                    continue
-                try:
-                    typed, type_name = coerce_attribute(item.get("key"), item.get("value"), item.get("type"))
-                except CoercionError as exc:
-                    problems.append(f"custom: {exc}")
-                    continue
-                entry = {"type": type_name, "key": item["key"], "value": typed}
-                if item.get("source"):
-                    entry["source"] = str(item["source"])
-                entries.append(entry)
-            if entries:
-                attributes["custom"] = entries
+    entries = _custom_entries(row.get("custom"), problems)
+    if entries:
+        attributes["custom"] = entries
     if attributes:
         body["attributes"] = attributes
     if problems:

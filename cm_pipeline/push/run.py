@@ -1,40 +1,40 @@
-"""One push end to end (snapshot, diff, apply, summary) without Dagster: for scripts and benchmarks."""
+"""The two steps of a push of one kind (load, apply), and one push end to end without Dagster."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from sqlalchemy.engine import Engine
 
-from cm_pipeline.push import by_email, creates, updates
-from cm_pipeline.push.outcomes import OP_BY_EMAIL, OP_CREATES, OP_UPDATES
-from cm_pipeline.push.push_log import drop_plan, outcome_counts, snapshot_relation
+from cm_pipeline.push.engine import StepSummary, push_rows
+from cm_pipeline.push.kinds import KINDS
+from cm_pipeline.push.push_log import drop_plan, outcome_counts, plan_rows, snapshot_relation
 from cm_pipeline.warehouse.schema import ensure_schema
 
-PUSHERS: dict[str, ModuleType] = {OP_UPDATES: updates, OP_BY_EMAIL: by_email, OP_CREATES: creates}
 
-
-def load(engine: Engine, run_id: str, op: str, relation: str | None = None) -> int:
-    """Snapshot the op's relation into push_plan for this run; the number of rows."""
-    pusher = PUSHERS[op]
+def load(engine: Engine, run_id: str, kind: str, relation: str | None = None) -> int:
+    """Snapshot the kind's relation into push_plan for this run; the number of rows."""
+    push_kind = KINDS[kind]
     ensure_schema(engine)
-    return snapshot_relation(engine, run_id, op, relation or pusher.DEFAULT_RELATION, pusher.REQUIRED_COLUMNS)
+    return snapshot_relation(engine, run_id, kind, relation or push_kind.relation, push_kind.required_columns)
+
+
+def apply(engine: Engine, client, run_id: str, kind: str, *, dry_run: bool, max_workers: int) -> StepSummary:
+    """Plan and apply this run's snapshot of `kind` (see engine.push_rows)."""
+    rows = plan_rows(engine, run_id, kind)
+    return push_rows(engine, client, run_id, KINDS[kind], rows, dry_run=dry_run, max_workers=max_workers)
 
 
 def push(
     engine: Engine,
     client,
     run_id: str,
-    op: str,
+    kind: str,
     *,
     relation: str | None = None,
     dry_run: bool = False,
     max_workers: int = 10,
 ) -> dict:
-    """Run one push of `op` and return {rows, calls, applied, unchanged, rejected, failed, dry_run}."""
-    pusher = PUSHERS[op]
-    rows = load(engine, run_id, op, relation)
-    pusher.diff(engine, run_id, op=op)
-    applied = pusher.apply(engine, client, run_id, dry_run=dry_run, max_workers=max_workers, op=op)
-    drop_plan(engine, run_id, op)
-    return {"rows": rows, "calls": applied.calls, **outcome_counts(engine, run_id, op)}
+    """Run one push of `kind` and return {rows, calls, applied, unchanged, rejected, failed, dry_run}."""
+    rows = load(engine, run_id, kind, relation)
+    applied = apply(engine, client, run_id, kind, dry_run=dry_run, max_workers=max_workers)
+    drop_plan(engine, run_id, kind)
+    return {"rows": rows, "calls": applied.calls, **outcome_counts(engine, run_id, kind)}

@@ -12,9 +12,9 @@ import json
 import dagster as dg
 import sqlalchemy as sa
 
-from cm_pipeline.push.jobs import JOB_NAMES, PUSH_JOBS
+from cm_pipeline.push.jobs import PUSH_JOBS
+from cm_pipeline.push.kinds import KINDS
 from cm_pipeline.push.push_log import quote_relation, relation_columns
-from cm_pipeline.push.run import PUSHERS
 from cm_pipeline.resources import WarehouseResource
 
 REFRESH_JOB = "warehouse_refresh_job"
@@ -61,8 +61,8 @@ def reverse_etl_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse
     engine = warehouse.get_engine()
     try:
         with engine.connect() as conn:
-            for op, job_name in JOB_NAMES.items():
-                relation = PUSHERS[op].DEFAULT_RELATION
+            for kind in KINDS.values():
+                relation, job_name = kind.relation, kind.job_name
                 found = relation_fingerprint(conn, relation)
                 if found is None:
                     missing.append(relation)

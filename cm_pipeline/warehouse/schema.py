@@ -186,7 +186,7 @@ def _push_ddl() -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {PUSH_LOG_TABLE} (
     id bigserial PRIMARY KEY,
     run_id text NOT NULL,
-    op text NOT NULL,
+    kind text NOT NULL,
     target text NOT NULL,
     fingerprint text,
     payload jsonb,
@@ -196,16 +196,15 @@ def _push_ddl() -> list[str]:
     started_at timestamptz NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT now()
 )""",
-        f"CREATE INDEX IF NOT EXISTS push_log_target_idx ON {PUSH_LOG_TABLE} (op, target, fingerprint, id)",
+        f"CREATE INDEX IF NOT EXISTS push_log_target_idx ON {PUSH_LOG_TABLE} (kind, target, fingerprint, id)",
         f"CREATE INDEX IF NOT EXISTS push_log_run_idx ON {PUSH_LOG_TABLE} (run_id)",
         f"""CREATE TABLE IF NOT EXISTS {PUSH_PLAN_TABLE} (
     run_id text NOT NULL,
-    op text NOT NULL,
+    kind text NOT NULL,
     seq bigint NOT NULL,
     row jsonb NOT NULL,
-    action text NOT NULL DEFAULT 'new',
     created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (run_id, op, seq)
+    PRIMARY KEY (run_id, kind, seq)
 )""",
     ]
 

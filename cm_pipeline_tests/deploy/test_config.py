@@ -262,7 +262,7 @@ def test_every_job_that_calls_chartmogul_shares_one_api_slot():
     helm_runs = _helm_concurrency(_helm_values())["runs"]
     assert _key_limits(helm_runs["tag_concurrency_limits"]).get(api_key) == 1
     jobs = {job.name: job for job in build_defs().get_repository_def().get_all_jobs()}
-    callers = {REFRESH_JOB, "push_customer_updates_job", "push_custom_attributes_job", "create_customers_job"}
+    callers = {REFRESH_JOB, "push_updates_job", "push_by_email_job", "push_creates_job"}
     assert callers <= set(jobs)
     assert {name for name in callers if api_key not in jobs[name].run_tags} == set()
 

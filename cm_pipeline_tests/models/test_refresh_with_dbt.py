@@ -16,7 +16,7 @@ from cm_pipeline.extract.checks import EXTRACT_CHECKS
 from cm_pipeline.extract.job import warehouse_refresh_job
 from cm_pipeline.models.assets import cm_dbt_models
 from cm_pipeline.models.resource import build_dbt_resource
-from cm_pipeline.push.jobs import push_customer_updates_job
+from cm_pipeline.push.jobs import push_updates_job
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.conftest import TEST_API_KEY
@@ -30,7 +30,7 @@ def _defs(base_url: str, db_url: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[chartmogul_customers, cm_dbt_models],
         asset_checks=EXTRACT_CHECKS,
-        jobs=[warehouse_refresh_job, push_customer_updates_job],
+        jobs=[warehouse_refresh_job, push_updates_job],
         resources={
             "chartmogul": ChartMogulResource(
                 api_key=TEST_API_KEY, base_url=base_url, max_requests_per_second=500
@@ -78,7 +78,7 @@ def test_refresh_push_refresh_converges_and_snapshots_changes(fresh_db):
         assert _all(engine, "SELECT count(*) FROM reverse_etl.chartmogul_updates") != [(0,)]
 
         # Push what the rules ask for, then change one customer and delete another in ChartMogul.
-        pushed = defs.resolve_job_def("push_customer_updates_job").execute_in_process(instance=inst)
+        pushed = defs.resolve_job_def("push_updates_job").execute_in_process(instance=inst)
         assert pushed.success
         changed = next(
             c

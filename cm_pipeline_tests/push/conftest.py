@@ -17,7 +17,7 @@ UPDATES_DDL = (
     "customer_uuid text, add_tags jsonb, remove_tags jsonb, custom_attributes jsonb, attribute_types jsonb"
 )
 BY_EMAIL_DDL = "email text, key text, type text, value jsonb, source text"
-NEW_CUSTOMERS_DDL = (
+CREATES_DDL = (
     "data_source_uuid text, external_id text, name text, email text, company text, country text, state text, "
     "city text, zip text, lead_created_at timestamptz, free_trial_started_at timestamptz, owner text, "
     "website_url text, primary_contact jsonb, tags jsonb, custom jsonb"
@@ -108,3 +108,19 @@ def wh_customer(engine, uuid: str) -> dict:
 def writes_at_sandbox(ctl) -> int:
     """PATCH and POST requests the sandbox received since its stats were reset."""
     return sum(n for route, n in ctl.stats()["by_route"].items() if route.startswith(("PATCH", "POST")))
+
+
+UPDATES_REL = "reverse_etl.chartmogul_updates"
+
+
+def seed_customers(ctl, n: int = 3) -> list[dict]:
+    """`n` sandbox customers c{i}@example.com with tags a, b and three custom attributes."""
+    return [
+        ctl.insert_customer(
+            name=f"C{i}",
+            email=f"c{i}@example.com",
+            tags=["a", "b"],
+            custom={"channel": "Facebook", "CAC": 25, "vip_since": "2023-01-01T00:00:00.000Z"},
+        )
+        for i in range(n)
+    ]

@@ -9,26 +9,25 @@ import sqlalchemy as sa
 
 from cm_pipeline.push.jobs import (
     PUSH_JOBS,
-    create_customers_job,
     load_op_name,
-    push_custom_attributes_job,
-    push_customer_updates_job,
+    push_by_email_job,
+    push_creates_job,
+    push_updates_job,
 )
-from cm_pipeline.push.outcomes import OP_UPDATES
+from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.sensor import reverse_etl_sensor
 from cm_pipeline.resources import ChartMogulResource, WarehouseResource
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.push.conftest import (
     BY_EMAIL_DDL,
-    NEW_CUSTOMERS_DDL,
+    CREATES_DDL,
     UPDATES_DDL,
+    UPDATES_REL,
     log_rows,
     make_relation,
     sync_warehouse,
     writes_at_sandbox,
 )
-
-REL = "reverse_etl.chartmogul_updates"
 
 
 def resources(sandbox, url: str) -> dict:
@@ -38,7 +37,7 @@ def resources(sandbox, url: str) -> dict:
     }
 
 
-def test_push_customer_updates_job_runs_its_four_ops(sandbox, ctl, client, wh, fresh_db):
+def test_push_updates_job_runs_its_three_ops(sandbox, ctl, client, wh, fresh_db):
     a = ctl.insert_customer(email="a@example.com", tags=["old"], custom={"CAC": 1, "channel": "ads"})
     b = ctl.insert_customer(email="b@example.com", tags=["x"], custom={"CAC": 2})
     sync_warehouse(wh, client)
@@ -56,15 +55,14 @@ def test_push_customer_updates_job_runs_its_four_ops(sandbox, ctl, client, wh, f
             },
         ],
     )
-    assert {n.name for n in push_customer_updates_job.nodes} == {
-        "load_desired_updates",
-        "diff_updates",
+    assert {n.name for n in push_updates_job.nodes} == {
+        "load_updates",
         "apply_updates",
         "summarise_updates",
     }
     instance = dg.DagsterInstance.ephemeral()
-    result = push_customer_updates_job.execute_in_process(
-        run_config={"ops": {load_op_name(OP_UPDATES): {"config": {"relation": "custom_schema.my_updates"}}}},
+    result = push_updates_job.execute_in_process(
+        run_config={"ops": {load_op_name(UPDATES): {"config": {"relation": "custom_schema.my_updates"}}}},
         resources=resources(sandbox, fresh_db),
         instance=instance,
     )
@@ -94,9 +92,9 @@ def test_push_customer_updates_job_runs_its_four_ops(sandbox, ctl, client, wh, f
 def test_every_push_job_tags_its_runs_for_the_one_push_at_a_time_limit():
     # docker/dagster.yaml's QueuedRunCoordinator limits runs tagged cm_pipeline/push to one.
     assert {j.name for j in PUSH_JOBS} == {
-        "push_customer_updates_job",
-        "push_custom_attributes_job",
-        "create_customers_job",
+        "push_updates_job",
+        "push_by_email_job",
+        "push_creates_job",
     }
     for job in PUSH_JOBS:
         assert job.run_tags.get("cm_pipeline/push") == "chartmogul", job.name
@@ -105,19 +103,17 @@ def test_every_push_job_tags_its_runs_for_the_one_push_at_a_time_limit():
 def test_dry_run_job_and_bad_relation_name(sandbox, ctl, client, wh, fresh_db):
     a = ctl.insert_customer(email="a@example.com", tags=[], custom={})
     sync_warehouse(wh, client)
-    make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
+    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
     ctl.reset_stats()
-    result = push_customer_updates_job.execute_in_process(
-        run_config={"ops": {"load_desired_updates": {"config": {"dry_run": True}}}},
+    result = push_updates_job.execute_in_process(
+        run_config={"ops": {"load_updates": {"config": {"dry_run": True}}}},
         resources=resources(sandbox, fresh_db),
     )
     assert result.success and result.output_for_node("summarise_updates")["dry_run"] == 1
     assert writes_at_sandbox(ctl) == 0 and ctl.customer(a["uuid"])["attributes"]["tags"] == []
 
-    bad = push_customer_updates_job.execute_in_process(
-        run_config={
-            "ops": {"load_desired_updates": {"config": {"relation": "x; DROP TABLE chartmogul.customers"}}}
-        },
+    bad = push_updates_job.execute_in_process(
+        run_config={"ops": {"load_updates": {"config": {"relation": "x; DROP TABLE chartmogul.customers"}}}},
         resources=resources(sandbox, fresh_db),
         raise_on_error=False,
     )
@@ -141,13 +137,13 @@ def test_by_email_and_create_jobs(sandbox, ctl, client, wh, fresh_db):
     make_relation(
         wh,
         "reverse_etl.chartmogul_creates",
-        NEW_CUSTOMERS_DDL,
+        CREATES_DDL,
         [{"data_source_uuid": ds, "external_id": "lead_1", "name": "Lead", "email": "lead@example.com"}],
     )
-    by_email = push_custom_attributes_job.execute_in_process(resources=resources(sandbox, fresh_db))
-    creates = create_customers_job.execute_in_process(resources=resources(sandbox, fresh_db))
-    assert by_email.output_for_node("summarise_custom_attributes")["applied"] == 1
-    assert creates.output_for_node("summarise_new_customers")["applied"] == 1
+    by_email = push_by_email_job.execute_in_process(resources=resources(sandbox, fresh_db))
+    creates = push_creates_job.execute_in_process(resources=resources(sandbox, fresh_db))
+    assert by_email.output_for_node("summarise_by_email")["applied"] == 1
+    assert creates.output_for_node("summarise_creates")["applied"] == 1
     assert [c for c in ctl.customers() if c["external_id"] == "lead_1"]
 
 
@@ -176,26 +172,24 @@ def test_sensor_fingerprints_relations_and_requests_pushes(wh, fresh_db):
     skipped = _evaluate(instance, fresh_db, None)
     assert not skipped.run_requests and "no outbound relation exists yet" in skipped.skip_reason.skip_message
 
-    make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
     make_relation(wh, "reverse_etl.chartmogul_by_email", BY_EMAIL_DDL, [])
     first = _evaluate(instance, fresh_db, skipped.cursor)
-    assert [r.job_name for r in first.run_requests] == [
-        "push_customer_updates_job"
-    ]  # empty relation: no push
-    fp = json.loads(first.cursor)["fingerprints"][REL]
+    assert [r.job_name for r in first.run_requests] == ["push_updates_job"]  # empty relation: no push
+    fp = json.loads(first.cursor)["fingerprints"][UPDATES_REL]
     assert fp in first.run_requests[0].run_key
 
     same = _evaluate(instance, fresh_db, first.cursor)
     assert not same.run_requests and "unchanged" in same.skip_reason.skip_message
-    assert json.loads(same.cursor)["fingerprints"][REL] == fp
+    assert json.loads(same.cursor)["fingerprints"][UPDATES_REL] == fp
 
-    make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip", "gold"]}])
+    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip", "gold"]}])
     changed = _evaluate(instance, fresh_db, same.cursor)
-    assert [r.job_name for r in changed.run_requests] == ["push_customer_updates_job"]
+    assert [r.job_name for r in changed.run_requests] == ["push_updates_job"]
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
 
     # back to the first contents: a new push still follows (run keys never repeat)
-    make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
     back = _evaluate(instance, fresh_db, changed.cursor)
     assert len(back.run_requests) == 1 and back.run_requests[0].run_key not in {
         first.run_requests[0].run_key,
@@ -205,13 +199,13 @@ def test_sensor_fingerprints_relations_and_requests_pushes(wh, fresh_db):
 
 def test_sensor_pushes_after_a_successful_refresh(wh, fresh_db):
     instance = dg.DagsterInstance.ephemeral()
-    make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
     first = _evaluate(instance, fresh_db, None)
     assert len(first.run_requests) == 1
     assert not _evaluate(instance, fresh_db, first.cursor).run_requests
 
     assert _fake_refresh_job.execute_in_process(instance=instance).success
     after = _evaluate(instance, fresh_db, first.cursor)
-    assert [r.job_name for r in after.run_requests] == ["push_customer_updates_job"]
+    assert [r.job_name for r in after.run_requests] == ["push_updates_job"]
     assert after.run_requests[0].tags["cm_pipeline/trigger"].startswith("refresh ")
     assert not _evaluate(instance, fresh_db, after.cursor).run_requests

@@ -12,8 +12,8 @@ from cm_pipeline.push.merge import (
     attribute_entries,
     custom_equal,
     merge_state,
+    missing_keys,
     needs_change,
-    new_keys,
     state_equal,
     stored_types,
     values_equal,
@@ -118,13 +118,14 @@ def test_live_state_refuses_what_is_not_a_customer(answer, fragment):
     assert fragment in str(caught.value) and "GET /customers/cus_1" in str(caught.value)
 
 
-def test_needs_change_and_new_keys():
+def test_needs_change_and_missing_keys():
     changes = Changes(
         add_tags=("vip",), set_custom={"CAC": 25, "rank": 3}, types={"CAC": "Integer", "rank": "Integer"}
     )
     assert not needs_change(["vip"], {"CAC": 25.0, "rank": 3}, changes)
     assert needs_change(["vip"], {"CAC": 25}, changes)
-    assert new_keys(changes, ["CAC", "other"]) == ["rank"]
+    assert missing_keys(changes, {}, ["CAC", "other"]) == ["rank"]
+    assert missing_keys(changes, {"rank": 1}, ["CAC"]) == []  # the customer holds it: the key exists
     assert attribute_entries(changes, ["rank"], "dbt") == [
         {"type": "Integer", "key": "rank", "value": 3, "source": "dbt"}
     ]

@@ -1,23 +1,23 @@
-"""push_custom_attributes (by email) and create_customers against the sandbox."""
+"""Push kinds by_email and creates against the sandbox."""
 
 from __future__ import annotations
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.push.outcomes import OP_BY_EMAIL, OP_CREATES
+from cm_pipeline.push.kinds import BY_EMAIL, CREATES
 from cm_pipeline.push.run import push
 from cm_pipeline.sandbox.seed import DOCS_DATA_SOURCE
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.push.conftest import (
     BY_EMAIL_DDL,
-    NEW_CUSTOMERS_DDL,
+    CREATES_DDL,
     log_rows,
     make_relation,
     sync_warehouse,
     writes_at_sandbox,
 )
 
-BY_EMAIL = "reverse_etl.chartmogul_by_email"
-NEW = "reverse_etl.chartmogul_creates"
+BY_EMAIL_REL = "reverse_etl.chartmogul_by_email"
+CREATES_REL = "reverse_etl.chartmogul_creates"
 
 
 def test_by_email_sets_every_customer_of_the_email_and_then_skips(ctl, client, wh):
@@ -27,7 +27,7 @@ def test_by_email_sets_every_customer_of_the_email_and_then_skips(ctl, client, w
     sync_warehouse(wh, client)
     make_relation(
         wh,
-        BY_EMAIL,
+        BY_EMAIL_REL,
         BY_EMAIL_DDL,
         [
             {"email": "team@example.com", "key": "seats", "type": "Integer", "value": "12", "source": "dbt"},
@@ -37,7 +37,7 @@ def test_by_email_sets_every_customer_of_the_email_and_then_skips(ctl, client, w
         ],
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_BY_EMAIL)
+    result = push(wh, client, "run-1", BY_EMAIL)
     assert result["applied"] == 1 and result["rejected"] == 2
     assert ctl.stats()["by_route"] == {"POST /v1/customers/attributes/custom": 1}
     for uuid in (a["uuid"], b["uuid"]):
@@ -50,7 +50,7 @@ def test_by_email_sets_every_customer_of_the_email_and_then_skips(ctl, client, w
     assert "'renewal'" in errors and "'not a date'" in errors and "ghost@example.com" in errors
 
     ctl.reset_stats()
-    again = push(wh, client, "run-2", OP_BY_EMAIL)
+    again = push(wh, client, "run-2", BY_EMAIL)
     assert again["unchanged"] == 1 and ctl.stats()["requests"] == 0  # written back: no second call
 
 
@@ -59,12 +59,12 @@ def test_by_email_dry_run_calls_nothing(ctl, client, wh):
     sync_warehouse(wh, client)
     make_relation(
         wh,
-        BY_EMAIL,
+        BY_EMAIL_REL,
         BY_EMAIL_DDL,
         [{"email": "solo@example.com", "key": "seats", "type": "Integer", "value": 3}],
     )
     ctl.reset_stats()
-    result = push(wh, client, "dry", OP_BY_EMAIL, dry_run=True)
+    result = push(wh, client, "dry", BY_EMAIL, dry_run=True)
     assert result["dry_run"] == 1 and ctl.stats()["requests"] == 0
     assert log_rows(wh, "dry")[0]["payload"] == {
         "email": "solo@example.com",
@@ -92,8 +92,8 @@ def test_creates_are_idempotent(ctl, client, wh):
     sync_warehouse(wh, client)
     make_relation(
         wh,
-        NEW,
-        NEW_CUSTOMERS_DDL,
+        CREATES_REL,
+        CREATES_DDL,
         [
             _lead("ext_known"),
             _lead("ext_new1"),
@@ -103,7 +103,7 @@ def test_creates_are_idempotent(ctl, client, wh):
         ],
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_CREATES)
+    result = push(wh, client, "run-1", CREATES)
     assert result["applied"] == 2 and result["unchanged"] == 1 and result["rejected"] == 2
     assert ctl.stats()["by_route"] == {"POST /v1/customers": 2}
     by_ext = {}
@@ -116,12 +116,12 @@ def test_creates_are_idempotent(ctl, client, wh):
     assert statuses["ext_new1"] == statuses["ext_new2"] == 201  # what the sandbox answered the POSTs
 
     ctl.reset_stats()
-    again = push(wh, client, "run-2", OP_CREATES)
+    again = push(wh, client, "run-2", CREATES)
     assert again["unchanged"] == 3 and again["applied"] == 0 and ctl.stats()["requests"] == 0
 
 
 def test_create_retried_after_lost_response_is_not_duplicated(sandbox, ctl, wh):
-    make_relation(wh, NEW, NEW_CUSTOMERS_DDL, [_lead(f"ext_{i}") for i in range(12)])
+    make_relation(wh, CREATES_REL, CREATES_DDL, [_lead(f"ext_{i}") for i in range(12)])
     # half the POSTs are applied and then their response is lost: the client retries and meets the 422
     ctl.configure(
         fault_rate=0.5, fault_phase="after", fault_methods=["POST"], fault_kinds=["502", "drop"], fault_seed=5
@@ -135,7 +135,7 @@ def test_create_retried_after_lost_response_is_not_duplicated(sandbox, ctl, wh):
         backoff_max=0.1,
         max_attempts=10,
     ) as client:
-        result = push(wh, client, "run-1", OP_CREATES)
+        result = push(wh, client, "run-1", CREATES)
     assert ctl.stats()["faults"] > 0
     assert result["failed"] == 0 and result["applied"] + result["unchanged"] == 12
     externals = [c["external_id"] for c in ctl.customers()]
@@ -146,9 +146,9 @@ def test_create_retried_after_lost_response_is_not_duplicated(sandbox, ctl, wh):
 
 
 def test_identical_duplicate_create_rows_make_one_create_and_one_skip_row_each(ctl, client, wh):
-    make_relation(wh, NEW, NEW_CUSTOMERS_DDL, [_lead("ext_twice"), _lead("ext_twice"), _lead("ext_twice")])
+    make_relation(wh, CREATES_REL, CREATES_DDL, [_lead("ext_twice"), _lead("ext_twice"), _lead("ext_twice")])
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_CREATES)
+    result = push(wh, client, "run-1", CREATES)
     assert result["applied"] == 1 and result["unchanged"] == 2
     assert ctl.stats()["by_route"] == {"POST /v1/customers": 1}
     skips = [r for r in log_rows(wh, "run-1") if r["outcome"] == "unchanged"]
@@ -158,9 +158,9 @@ def test_identical_duplicate_create_rows_make_one_create_and_one_skip_row_each(c
 
 def test_create_dry_run_calls_no_writes(ctl, client, wh):
     ctl.insert_customer(data_source_uuid=DOCS_DATA_SOURCE, external_id="ext_cm_only")  # not in the warehouse
-    make_relation(wh, NEW, NEW_CUSTOMERS_DDL, [_lead("ext_cm_only"), _lead("ext_fresh")])
+    make_relation(wh, CREATES_REL, CREATES_DDL, [_lead("ext_cm_only"), _lead("ext_fresh")])
     ctl.reset_stats()
-    result = push(wh, client, "dry", OP_CREATES, dry_run=True)
+    result = push(wh, client, "dry", CREATES, dry_run=True)
     assert writes_at_sandbox(ctl) == 0
     assert result["dry_run"] == 1 and result["unchanged"] == 1
     (dry,) = [r for r in log_rows(wh, "dry") if r["outcome"] == "dry_run"]

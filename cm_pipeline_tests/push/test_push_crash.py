@@ -10,10 +10,10 @@ import time
 
 import sqlalchemy as sa
 
-from cm_pipeline.push.outcomes import OP_UPDATES
+from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.conftest import TEST_API_KEY
-from cm_pipeline_tests.push.conftest import UPDATES_DDL, log_rows, make_relation, sync_warehouse
+from cm_pipeline_tests.push.conftest import UPDATES_DDL, UPDATES_REL, log_rows, make_relation, sync_warehouse
 
 N = 40
 
@@ -21,11 +21,11 @@ PUSH_SCRIPT = """
 import sys
 import sqlalchemy as sa
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.push.outcomes import OP_UPDATES
+from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 engine = sa.create_engine(sys.argv[1])
 with ChartMogulClient(sys.argv[3], sys.argv[2], max_requests_per_second=100) as client:
-    push(engine, client, "killed-run", OP_UPDATES, max_workers=2)
+    push(engine, client, "killed-run", UPDATES, max_workers=2)
 """
 
 
@@ -44,7 +44,7 @@ def test_push_killed_then_rerun_sends_only_what_is_still_different(sandbox, ctl,
     sync_warehouse(wh, client)
     make_relation(
         wh,
-        "reverse_etl.chartmogul_updates",
+        UPDATES_REL,
         UPDATES_DDL,
         [
             {"customer_uuid": c["uuid"], "add_tags": ["pushed"], "custom_attributes": {"CAC": i + 1}}
@@ -78,7 +78,7 @@ def test_push_killed_then_rerun_sends_only_what_is_still_different(sandbox, ctl,
 
     ctl.configure(latency_ms=0)
     ctl.reset_stats()
-    result = push(wh, client, "rerun", OP_UPDATES)
+    result = push(wh, client, "rerun", UPDATES)
     patches = ctl.stats()["by_route"].get("PATCH /v1/customers/{uuid}", 0)
     assert patches == N - written_before_kill  # only what was still different was sent
     assert result["applied"] == N - written_before_kill and result["failed"] == 0

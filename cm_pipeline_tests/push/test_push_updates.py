@@ -1,4 +1,4 @@
-"""push_customer_updates against the sandbox: merge safety, zero-call skips, new keys, rejections, faults."""
+"""Push kind updates against the sandbox: merge safety, zero-call skips, new keys, rejections, faults."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.push.outcomes import OP_UPDATES
+from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.push.conftest import (
@@ -57,7 +57,7 @@ def test_push_keeps_unmentioned_tags_and_attributes(ctl, client, wh):
         ],
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["applied"] == 2 and result["rejected"] == result["failed"] == 0
 
     live_a = ctl.customer(a["uuid"])["attributes"]
@@ -99,15 +99,15 @@ def test_unchanged_rows_make_zero_calls(ctl, client, wh):
         ],
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["unchanged"] == 3 and result["calls"] == 0
     assert ctl.stats()["requests"] == 0
 
     # a real change, pushed once; the rerun then makes no call at all
     make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["new"]}])
-    assert push(wh, client, "run-2", OP_UPDATES)["applied"] == 1
+    assert push(wh, client, "run-2", UPDATES)["applied"] == 1
     ctl.reset_stats()
-    again = push(wh, client, "run-3", OP_UPDATES)
+    again = push(wh, client, "run-3", UPDATES)
     assert again["unchanged"] == 1 and ctl.stats()["requests"] == 0
 
 
@@ -117,7 +117,7 @@ def test_stale_warehouse_already_matching_live_is_not_patched(ctl, client, wh):
     ctl.modify_customer(a["uuid"], tags=["a", "b", "vip"])  # someone tagged it in ChartMogul meanwhile
     make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["unchanged"] == 1 and writes_at_sandbox(ctl) == 0
     assert "vip" in wh_customer(wh, a["uuid"])["tags"]  # warehouse refreshed from the GET
 
@@ -139,7 +139,7 @@ def test_new_key_created_by_email_then_merged(ctl, client, wh):
         ],
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["applied"] == 2 and result["failed"] == result["rejected"] == 0  # the POST and the PATCH
     assert ctl.custom_attribute_definitions()["health_score"] == "Integer"
     live = ctl.customer(a["uuid"])["attributes"]
@@ -163,7 +163,7 @@ def test_new_key_on_shared_email_is_rejected(ctl, client, wh):
         wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "custom_attributes": {"brand_new": "yes"}}]
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert (
         result["rejected"] == 1 and ctl.stats()["requests"] == 0
     )  # decided from the warehouse: not even a GET
@@ -195,7 +195,7 @@ def test_every_class_of_bad_value_rejects_only_its_row(ctl, client, wh):
     rows.append({"customer_uuid": u[7], "add_tags": ["good"]})
     make_relation(wh, REL, UPDATES_DDL, rows)
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["applied"] == 1 and result["rejected"] == len(bad) + 1 and result["failed"] == 0
     errors = {r["target"]: r["error"] for r in log_rows(wh, "run-1") if r["outcome"] == "rejected"}
     for uuid, (_, _, fragment) in zip(u, bad, strict=False):
@@ -220,18 +220,18 @@ def test_api_rejection_is_not_resent_until_the_row_changes(ctl, client, wh):
             }
         ],
     )
-    first = push(wh, client, "run-1", OP_UPDATES)
+    first = push(wh, client, "run-1", UPDATES)
     assert first["rejected"] == 1
     (row,) = log_rows(wh, "run-1")
     assert row["http_status"] == 422 and "CAC" in row["error"]
 
     ctl.reset_stats()
-    second = push(wh, client, "run-2", OP_UPDATES)
+    second = push(wh, client, "run-2", UPDATES)
     assert second["rejected"] == 1 and ctl.stats()["requests"] == 0
     assert "not resent" in log_rows(wh, "run-2")[0]["error"]
 
     make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "custom_attributes": {"CAC": 99}}])
-    assert push(wh, client, "run-3", OP_UPDATES)["applied"] == 1
+    assert push(wh, client, "run-3", UPDATES)["applied"] == 1
     assert ctl.customer(a["uuid"])["attributes"]["custom"]["CAC"] == 99
 
 
@@ -249,7 +249,7 @@ def test_dry_run_calls_no_writes(ctl, client, wh):
     )
     before = {c["uuid"]: c["attributes"] for c in ctl.customers()}
     ctl.reset_stats()
-    result = push(wh, client, "dry-1", OP_UPDATES, dry_run=True)
+    result = push(wh, client, "dry-1", UPDATES, dry_run=True)
     assert writes_at_sandbox(ctl) == 0
     assert {c["uuid"]: c["attributes"] for c in ctl.customers()} == before
     rows = log_rows(wh, "dry-1")
@@ -291,7 +291,7 @@ def test_faults_and_rate_limit_every_update_applied_exactly_once(sandbox, ctl, c
         backoff_base=0.1,
         backoff_max=1.0,
     ) as limited:
-        result = push(wh, limited, "run-1", OP_UPDATES, max_workers=8)
+        result = push(wh, limited, "run-1", UPDATES, max_workers=8)
     stats = ctl.stats()
     assert stats["faults"] > 0 and stats["rate_limited"] > 0  # the run really went through both
     assert result["applied"] == 30 and result["failed"] == 0 and result["rejected"] == 0
@@ -314,7 +314,7 @@ def test_faults_and_rate_limit_every_update_applied_exactly_once(sandbox, ctl, c
         assert attrs["custom"]["channel"] == "Facebook"
     ctl.configure(fault_rate=0.0, rate_limit_rps=None)
     ctl.reset_stats()
-    assert push(wh, client, "run-2", OP_UPDATES)["unchanged"] == 30 and ctl.stats()["requests"] == 0
+    assert push(wh, client, "run-2", UPDATES)["unchanged"] == 30 and ctl.stats()["requests"] == 0
 
 
 def test_api_key_never_stored(ctl, client, wh):
@@ -327,7 +327,7 @@ def test_api_key_never_stored(ctl, client, wh):
         [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}, {"customer_uuid": "nope", "add_tags": ["x"]}],
     )
     ctl.configure(fault_rate=0.5, fault_seed=3)
-    push(wh, client, "run-1", OP_UPDATES)
+    push(wh, client, "run-1", UPDATES)
     with wh.connect() as conn:
         text = conn.execute(sa.text("SELECT string_agg(t::text, '\n') FROM cm_pipeline.push_log t")).scalar()
         plan = conn.execute(sa.text("SELECT count(*) FROM cm_pipeline.push_plan")).scalar()
@@ -351,7 +351,7 @@ def test_malformed_get_answer_is_failed_and_nothing_is_patched(ctl, client, wh):
         ],
     )
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["failed"] == 2 and result["applied"] == 0
     assert writes_at_sandbox(ctl) == 0  # no PATCH: nothing can have been wiped
     errors = {r["target"]: r for r in log_rows(wh, "run-1")}
@@ -363,7 +363,7 @@ def test_malformed_get_answer_is_failed_and_nothing_is_patched(ctl, client, wh):
     # Once the API answers a real customer again, the failed rows are retried and merged safely.
     ctl.modify_customer(a["uuid"], custom={"channel": "Facebook"})
     ctl.modify_customer(b["uuid"], tags=["a"])
-    again = push(wh, client, "run-2", OP_UPDATES)
+    again = push(wh, client, "run-2", UPDATES)
     assert again["applied"] == 2
     assert ctl.customer(a["uuid"])["attributes"]["custom"] == {"channel": "Facebook"}
     assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b", "vip"]
@@ -374,7 +374,7 @@ def test_applied_rows_record_the_status_the_api_answered(ctl, client, wh):
     (a,) = seed(ctl, 1)
     sync_warehouse(wh, client)
     make_relation(wh, REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
-    push(wh, client, "run-1", OP_UPDATES)
+    push(wh, client, "run-1", UPDATES)
     (row,) = log_rows(wh, "run-1")
     assert row["outcome"] == "applied" and row["http_status"] == 200
     statuses = [r["status"] for r in ctl.requests() if r["method"] == "PATCH"]
@@ -402,13 +402,13 @@ def test_failed_row_is_retried_and_applied_on_the_next_run(sandbox, ctl, client,
         backoff_base=0.02,
         backoff_max=0.05,
     ) as impatient:
-        first = push(wh, impatient, "run-1", OP_UPDATES)
+        first = push(wh, impatient, "run-1", UPDATES)
     assert first["failed"] == 2 and first["applied"] == 0
     assert {r["http_status"] for r in log_rows(wh, "run-1")} == {503}
     assert ctl.customer(a["uuid"])["attributes"]["tags"] == ["a", "b"]
 
     ctl.configure(fault_rate=0.0)
-    second = push(wh, client, "run-2", OP_UPDATES)
+    second = push(wh, client, "run-2", UPDATES)
     assert second["applied"] == 2 and second["failed"] == 0
     assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b", "vip"]
     assert ctl.customer(b["uuid"])["attributes"]["custom"]["CAC"] == 7
@@ -431,7 +431,7 @@ def test_string_attribute_changing_only_its_date_form_is_pushed(ctl, client, wh)
             }
         ],
     )
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["applied"] == 1
     assert ctl.customer(a["uuid"])["attributes"]["custom"]["label"] == "2024-01-01T00:00:00Z"
 
@@ -450,7 +450,7 @@ def test_email_shared_in_chartmogul_but_unique_in_warehouse_is_failed_with_the_k
     twin = ctl.insert_customer(email="c0@example.com", tags=["t"], custom={})  # not in the warehouse yet
     make_relation(wh, REL, UPDATES_DDL, [_new_key_row(a["uuid"])])
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["failed"] == 1 and result["applied"] == 0
     assert ctl.stats()["by_route"].get("PATCH /v1/customers/{uuid}") is None
     (row,) = log_rows(wh, "run-1")
@@ -465,7 +465,7 @@ def test_malformed_add_by_email_entry_is_failed_and_nothing_is_patched(ctl, clie
     ctl.insert_customer(email="c0@example.com", tags=None, custom={})  # its POST entry has `tags: null`
     make_relation(wh, REL, UPDATES_DDL, [_new_key_row(a["uuid"])])
     ctl.reset_stats()
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["failed"] == 1
     assert ctl.stats()["by_route"].get("PATCH /v1/customers/{uuid}") is None
     (row,) = log_rows(wh, "run-1")
@@ -492,7 +492,7 @@ def test_empty_200_get_answer_is_failed_and_sends_no_patch(ctl, client, wh, kind
     log = ctl.requests()
     start = log[-1]["seq"] if log else 0
     ctl.configure(fault_rate=1.0, fault_kinds=[kind], fault_methods=["GET"])
-    result = push(wh, client, "run-1", OP_UPDATES)
+    result = push(wh, client, "run-1", UPDATES)
     assert result["failed"] == 2 and result["applied"] == 0
     api = [r for r in ctl.requests(since=start) if r["path"].startswith("/v1/")]
     assert [r["method"] for r in api if r["method"] == "PATCH"] == []
@@ -507,7 +507,7 @@ def test_empty_200_get_answer_is_failed_and_sends_no_patch(ctl, client, wh, kind
     assert sorted(wh_customer(wh, a["uuid"])["tags"]) == ["a", "b"]
 
     ctl.configure(fault_rate=0.0)  # a real answer again: the failed rows go through on the next run
-    again = push(wh, client, "run-2", OP_UPDATES)
+    again = push(wh, client, "run-2", UPDATES)
     assert again["applied"] == 2
     assert sorted(ctl.customer(a["uuid"])["attributes"]["tags"]) == ["a", "b", "vip"]
     assert ctl.customer(b["uuid"])["attributes"]["custom"]["CAC"] == 30

@@ -1,0 +1,14 @@
+"""The three push kinds, one name each: `updates`, `by_email`, `creates`.
+
+The name is the module (push/<name>.py), push_log.kind and push_plan.kind, the job
+(`push_<name>_job`), its ops (`load_<name>`, `apply_<name>`, `summarise_<name>`) and the dbt outbound
+model (`reverse_etl.chartmogul_<name>`).
+"""
+
+from __future__ import annotations
+
+from cm_pipeline.push import by_email, creates, updates
+from cm_pipeline.push.engine import PushKind
+
+UPDATES, BY_EMAIL, CREATES = updates.NAME, by_email.NAME, creates.NAME
+KINDS: dict[str, PushKind] = {k.name: k for k in (updates.KIND, by_email.KIND, creates.KIND)}
