@@ -124,3 +124,8 @@ def seed_customers(ctl, n: int = 3) -> list[dict]:
         )
         for i in range(n)
     ]
+
+
+def make_updates(engine, rows: list[dict]) -> None:
+    """(Re)create reverse_etl.chartmogul_updates holding `rows`."""
+    make_relation(engine, UPDATES_REL, UPDATES_DDL, rows)

@@ -25,6 +25,7 @@ from cm_pipeline_tests.push.conftest import (
     UPDATES_REL,
     log_rows,
     make_relation,
+    make_updates,
     sync_warehouse,
     writes_at_sandbox,
 )
@@ -103,7 +104,7 @@ def test_every_push_job_tags_its_runs_for_the_one_push_at_a_time_limit():
 def test_dry_run_job_and_bad_relation_name(sandbox, ctl, client, wh, fresh_db):
     a = ctl.insert_customer(email="a@example.com", tags=[], custom={})
     sync_warehouse(wh, client)
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
+    make_updates(wh, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
     ctl.reset_stats()
     result = push_updates_job.execute_in_process(
         run_config={"ops": {"load_updates": {"config": {"dry_run": True}}}},
@@ -172,7 +173,7 @@ def test_sensor_fingerprints_relations_and_requests_pushes(wh, fresh_db):
     skipped = _evaluate(instance, fresh_db, None)
     assert not skipped.run_requests and "no outbound relation exists yet" in skipped.skip_reason.skip_message
 
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
     make_relation(wh, "reverse_etl.chartmogul_by_email", BY_EMAIL_DDL, [])
     first = _evaluate(instance, fresh_db, skipped.cursor)
     assert [r.job_name for r in first.run_requests] == ["push_updates_job"]  # empty relation: no push
@@ -183,13 +184,13 @@ def test_sensor_fingerprints_relations_and_requests_pushes(wh, fresh_db):
     assert not same.run_requests and "unchanged" in same.skip_reason.skip_message
     assert json.loads(same.cursor)["fingerprints"][UPDATES_REL] == fp
 
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip", "gold"]}])
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip", "gold"]}])
     changed = _evaluate(instance, fresh_db, same.cursor)
     assert [r.job_name for r in changed.run_requests] == ["push_updates_job"]
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
 
     # back to the first contents: a new push still follows (run keys never repeat)
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
     back = _evaluate(instance, fresh_db, changed.cursor)
     assert len(back.run_requests) == 1 and back.run_requests[0].run_key not in {
         first.run_requests[0].run_key,
@@ -199,7 +200,7 @@ def test_sensor_fingerprints_relations_and_requests_pushes(wh, fresh_db):
 
 def test_sensor_pushes_after_a_successful_refresh(wh, fresh_db):
     instance = dg.DagsterInstance.ephemeral()
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
     first = _evaluate(instance, fresh_db, None)
     assert len(first.run_requests) == 1
     assert not _evaluate(instance, fresh_db, first.cursor).run_requests

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.conftest import TEST_API_KEY
-from cm_pipeline_tests.push.conftest import UPDATES_DDL, UPDATES_REL, log_rows, make_relation, sync_warehouse
+from cm_pipeline_tests.push.conftest import log_rows, make_updates, sync_warehouse
 
 N = 40
 
@@ -42,10 +42,8 @@ def test_push_killed_then_rerun_sends_only_what_is_still_different(sandbox, ctl,
         ctl.insert_customer(email=f"k{i}@example.com", tags=["keep"], custom={"CAC": 0}) for i in range(N)
     ]
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": c["uuid"], "add_tags": ["pushed"], "custom_attributes": {"CAC": i + 1}}
             for i, c in enumerate(customers)

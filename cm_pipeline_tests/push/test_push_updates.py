@@ -8,10 +8,8 @@ from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.push.conftest import (
-    UPDATES_DDL,
-    UPDATES_REL,
     log_rows,
-    make_relation,
+    make_updates,
     seed_customers,
     sync_warehouse,
     wh_customer,
@@ -22,10 +20,8 @@ from cm_pipeline_tests.push.conftest import (
 def test_push_keeps_unmentioned_tags_and_attributes(ctl, client, wh):
     a, b, _ = seed_customers(ctl)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {
                 "customer_uuid": a["uuid"],
@@ -70,10 +66,8 @@ def test_push_keeps_unmentioned_tags_and_attributes(ctl, client, wh):
 def test_unchanged_rows_make_zero_calls(ctl, client, wh):
     a, b, c = seed_customers(ctl)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": a["uuid"], "add_tags": ["b", "a"], "custom_attributes": {"CAC": 25.0}},
             {"customer_uuid": b["uuid"], "remove_tags": ["zzz"], "custom_attributes": {"gone": None}},
@@ -90,7 +84,7 @@ def test_unchanged_rows_make_zero_calls(ctl, client, wh):
     assert ctl.stats()["requests"] == 0
 
     # a real change, pushed once; the rerun then makes no call at all
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["new"]}])
+    make_updates(wh, [{"customer_uuid": a["uuid"], "add_tags": ["new"]}])
     assert push(wh, client, "run-2", UPDATES)["applied"] == 1
     ctl.reset_stats()
     again = push(wh, client, "run-3", UPDATES)
@@ -101,7 +95,7 @@ def test_stale_warehouse_already_matching_live_is_not_patched(ctl, client, wh):
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
     ctl.modify_customer(a["uuid"], tags=["a", "b", "vip"])  # someone tagged it in ChartMogul meanwhile
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
+    make_updates(wh, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
     ctl.reset_stats()
     result = push(wh, client, "run-1", UPDATES)
     assert result["unchanged"] == 1 and writes_at_sandbox(ctl) == 0
@@ -112,10 +106,8 @@ def test_string_attribute_changing_only_its_date_form_is_pushed(ctl, client, wh)
     (a,) = seed_customers(ctl, 1)
     ctl.modify_customer(a["uuid"], custom={"channel": "Facebook", "label": "2024-01-01"})  # a String key
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {
                 "customer_uuid": a["uuid"],
@@ -148,7 +140,7 @@ def test_every_class_of_bad_value_rejects_only_its_row(ctl, client, wh):
     ]
     rows.append({"customer_uuid": "cus_does-not-exist", "add_tags": ["x"]})
     rows.append({"customer_uuid": u[7], "add_tags": ["good"]})
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, rows)
+    make_updates(wh, rows)
     ctl.reset_stats()
     result = push(wh, client, "run-1", UPDATES)
     assert result["applied"] == 1 and result["rejected"] == len(bad) + 1 and result["failed"] == 0
@@ -162,10 +154,8 @@ def test_every_class_of_bad_value_rejects_only_its_row(ctl, client, wh):
 def test_dry_run_calls_no_writes(ctl, client, wh):
     a, b, _ = seed_customers(ctl)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
             {"customer_uuid": b["uuid"], "custom_attributes": {"new_key": 5}},
@@ -193,7 +183,7 @@ def test_dry_run_calls_no_writes(ctl, client, wh):
 def test_applied_rows_record_the_status_the_api_answered(ctl, client, wh):
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
+    make_updates(wh, [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}])
     push(wh, client, "run-1", UPDATES)
     (row,) = log_rows(wh, "run-1")
     assert row["outcome"] == "applied" and row["http_status"] == 200
@@ -204,10 +194,8 @@ def test_applied_rows_record_the_status_the_api_answered(ctl, client, wh):
 def test_api_key_never_stored(ctl, client, wh):
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [{"customer_uuid": a["uuid"], "add_tags": ["vip"]}, {"customer_uuid": "nope", "add_tags": ["x"]}],
     )
     ctl.configure(fault_rate=0.5, fault_seed=3)

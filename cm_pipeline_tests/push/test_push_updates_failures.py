@@ -9,10 +9,8 @@ from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.push.conftest import (
-    UPDATES_DDL,
-    UPDATES_REL,
     log_rows,
-    make_relation,
+    make_updates,
     seed_customers,
     sync_warehouse,
     wh_customer,
@@ -24,10 +22,8 @@ def test_api_rejection_is_not_resent_until_the_row_changes(ctl, client, wh):
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
     # CAC is an Integer in the account; the row declares String, so only the API can refuse it.
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {
                 "customer_uuid": a["uuid"],
@@ -46,9 +42,7 @@ def test_api_rejection_is_not_resent_until_the_row_changes(ctl, client, wh):
     assert second["rejected"] == 1 and ctl.stats()["requests"] == 0
     assert "not resent" in log_rows(wh, "run-2")[0]["error"]
 
-    make_relation(
-        wh, UPDATES_REL, UPDATES_DDL, [{"customer_uuid": a["uuid"], "custom_attributes": {"CAC": 99}}]
-    )
+    make_updates(wh, [{"customer_uuid": a["uuid"], "custom_attributes": {"CAC": 99}}])
     assert push(wh, client, "run-3", UPDATES)["applied"] == 1
     assert ctl.customer(a["uuid"])["attributes"]["custom"]["CAC"] == 99
 
@@ -56,10 +50,8 @@ def test_api_rejection_is_not_resent_until_the_row_changes(ctl, client, wh):
 def test_faults_and_rate_limit_every_update_applied_exactly_once(sandbox, ctl, client, wh):
     customers = seed_customers(ctl, 30)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": c["uuid"], "add_tags": [f"t{i}"], "custom_attributes": {"CAC": i}}
             for i, c in enumerate(customers)
@@ -107,10 +99,8 @@ def test_faults_and_rate_limit_every_update_applied_exactly_once(sandbox, ctl, c
 def test_failed_row_is_retried_and_applied_on_the_next_run(sandbox, ctl, client, wh):
     a, b = seed_customers(ctl, 2)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
             {"customer_uuid": b["uuid"], "custom_attributes": {"CAC": 7}},
@@ -144,10 +134,8 @@ def test_malformed_get_answer_is_failed_and_nothing_is_patched(ctl, client, wh):
     # The sandbox now answers GET with `custom: null` for a, and `tags: null` for b.
     ctl.modify_customer(a["uuid"], custom=None)
     ctl.modify_customer(b["uuid"], tags=None)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
             {"customer_uuid": b["uuid"], "custom_attributes": {"CAC": 30}},
@@ -180,10 +168,8 @@ def test_empty_200_get_answer_is_failed_and_sends_no_patch(ctl, client, wh, kind
     a, b = seed_customers(ctl, 2)
     sync_warehouse(wh, client)
     before = {c["uuid"]: ctl.customer(c["uuid"])["attributes"] for c in (a, b)}
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {"customer_uuid": a["uuid"], "add_tags": ["vip"]},
             {"customer_uuid": b["uuid"], "custom_attributes": {"CAC": 30}},

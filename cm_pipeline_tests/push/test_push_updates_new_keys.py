@@ -5,10 +5,8 @@ from __future__ import annotations
 from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.run import push
 from cm_pipeline_tests.push.conftest import (
-    UPDATES_DDL,
-    UPDATES_REL,
     log_rows,
-    make_relation,
+    make_updates,
     seed_customers,
     sync_warehouse,
 )
@@ -25,10 +23,8 @@ def _new_key_row(uuid: str) -> dict:
 def test_new_key_created_by_email_then_merged(ctl, client, wh):
     a, b, _ = seed_customers(ctl)
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [
             {
                 "customer_uuid": a["uuid"],
@@ -59,10 +55,8 @@ def test_new_key_on_shared_email_is_rejected(ctl, client, wh):
     a = ctl.insert_customer(email="shared@example.com", tags=["x"], custom={"CAC": 1})
     ctl.insert_customer(email="shared@example.com", tags=[], custom={})
     sync_warehouse(wh, client)
-    make_relation(
+    make_updates(
         wh,
-        UPDATES_REL,
-        UPDATES_DDL,
         [{"customer_uuid": a["uuid"], "custom_attributes": {"brand_new": "yes"}}],
     )
     ctl.reset_stats()
@@ -81,7 +75,7 @@ def test_email_shared_in_chartmogul_but_unique_in_warehouse_is_failed_with_the_k
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
     twin = ctl.insert_customer(email="c0@example.com", tags=["t"], custom={})  # not in the warehouse yet
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [_new_key_row(a["uuid"])])
+    make_updates(wh, [_new_key_row(a["uuid"])])
     ctl.reset_stats()
     result = push(wh, client, "run-1", UPDATES)
     assert result["failed"] == 1 and result["applied"] == 0
@@ -96,7 +90,7 @@ def test_malformed_add_by_email_entry_is_failed_and_nothing_is_patched(ctl, clie
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
     ctl.insert_customer(email="c0@example.com", tags=None, custom={})  # its POST entry has `tags: null`
-    make_relation(wh, UPDATES_REL, UPDATES_DDL, [_new_key_row(a["uuid"])])
+    make_updates(wh, [_new_key_row(a["uuid"])])
     ctl.reset_stats()
     result = push(wh, client, "run-1", UPDATES)
     assert result["failed"] == 1
