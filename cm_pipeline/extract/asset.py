@@ -1,5 +1,6 @@
 """The `chartmogul_customers` asset: every ChartMogul customer, extracted into chartmogul.customers."""
 
+import multiprocessing
 from datetime import timedelta
 
 import dagster as dg
@@ -195,9 +196,33 @@ def chartmogul_customers(
     redacted = warehouse.redacted_url()
     context.log.info(f"extract: warehouse {redacted}, API {public_url(chartmogul.resolved_base_url())}")
     engine = warehouse.get_engine()
+    holder = f"cm_pipeline refresh, dagster run {context.run_id}"
     try:
         with chartmogul.get_client() as client:
-            result = run_extraction(client, engine, options, context.log)
+            result = run_extraction(
+                client, engine, options, context.log, holder=holder, abandoned=run_is_over(context)
+            )
     finally:
         engine.dispose()
     return dg.MaterializeResult(metadata=result_metadata(result, redacted))
+
+
+def run_is_over(context: dg.AssetExecutionContext):
+    """A check for the extraction: why this run is over, or None. A step process of the multiprocess
+    executor outlives a killed run worker (e.g. `dagster job execute` killed with -9), and run monitoring
+    marks a run whose worker died failed: in both cases the extraction must stop, not publish headless."""
+    parent = multiprocessing.parent_process()  # the run worker, when this step runs in a child process
+
+    def why() -> str | None:
+        if parent is not None and not parent.is_alive():
+            return f"the run's worker process (pid {parent.pid}) is gone"
+        run = context.instance.get_run_by_id(context.run_id)
+        if run is not None and run.status in (
+            dg.DagsterRunStatus.FAILURE,
+            dg.DagsterRunStatus.CANCELING,
+            dg.DagsterRunStatus.CANCELED,
+        ):
+            return f"Dagster run {context.run_id} is {run.status.value}"
+        return None
+
+    return why

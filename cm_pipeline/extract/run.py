@@ -4,6 +4,7 @@ did not see, publish. No Dagster here: the asset and the benchmark both call `ru
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -14,7 +15,7 @@ from cm_pipeline.extract.options import ExtractOptions
 from cm_pipeline.extract.plan import Plan, checked_plan, plan_partitions, warehouse_sizes
 from cm_pipeline.extract.progress import Heartbeat, Log, PartitionProgress, Progress
 from cm_pipeline.extract.verify import verify
-from cm_pipeline.extract.walk import Walk
+from cm_pipeline.extract.walk import Walk, check_not_abandoned
 from cm_pipeline.warehouse.customers import unseen_live_customers
 from cm_pipeline.warehouse.locks import AdvisoryLock
 from cm_pipeline.warehouse.passes import Pass, open_pass
@@ -45,10 +46,23 @@ class ExtractResult:
     coverage: list[str] = field(default_factory=list)  # split statuses checked against the API's count
 
 
-def run_extraction(client, engine: Engine, options: ExtractOptions, log: Log) -> ExtractResult:
-    """Hold the refresh lock, run (or resume) a pass, verify deletions, publish; return what happened."""
-    with AdvisoryLock(engine):
-        extraction = Extraction(client, engine, options, log)
+def run_extraction(
+    client,
+    engine: Engine,
+    options: ExtractOptions,
+    log: Log,
+    *,
+    holder: str | None = None,
+    abandoned: Callable[[], str | None] | None = None,
+) -> ExtractResult:
+    """Hold the refresh lock, run (or resume) a pass, verify deletions, publish; return what happened.
+
+    `holder` labels the lock (a second refresh names it); `abandoned()` says why the run this extraction
+    belongs to is over (terminated, failed by run monitoring, its orchestrator gone), or None: checked
+    between pages and before publishing, it stops the run with RunAbandoned and publishes nothing.
+    """
+    with AdvisoryLock(engine, holder=holder):
+        extraction = Extraction(client, engine, options, log, abandoned)
         extraction.open()
         extraction.walk()
         extraction.verify()
@@ -61,8 +75,11 @@ class Extraction:
     `run_extraction` runs them under the refresh lock; tests may call them one by one (same code).
     """
 
-    def __init__(self, client, engine: Engine, options: ExtractOptions, log: Log):
+    def __init__(
+        self, client, engine: Engine, options: ExtractOptions, log: Log, abandoned: Callable | None = None
+    ):
         self.client, self.engine, self.options, self.log = client, engine, options, log
+        self.abandoned = abandoned or (lambda: None)
         self.started = time.monotonic()
         self.requests_before = client.stats
         self.progress = Progress([])  # filled from the pass's checkpoints (its plan) when it opens
@@ -120,11 +137,13 @@ class Extraction:
         return checked_plan(options.partitions, self.plan.partitions)
 
     def walk(self) -> None:
-        Walk(self.client, self.engine, self.options, self.the_pass, self.progress).run(self.log)
+        walk = Walk(self.client, self.engine, self.options, self.the_pass, self.progress, self.abandoned)
+        walk.run(self.log)
         self.log.info(self.progress.line(self.client).replace("extract:", "extract: pass complete:", 1))
 
     def verify(self) -> list[DeletionCheck]:
         options, log, the_pass = self.options, self.log, self.the_pass
+        check_not_abandoned(self.abandoned)
         if not options.verify_deletions:
             return []
         limit = options.max_deletion_checks
@@ -147,6 +166,7 @@ class Extraction:
         with progress.lock:
             staged = sum(p.customers + p.resumed_customers for p in progress.parts.values())
         staged += sum(1 for c in self.checks if c.outcome == "alive")
+        check_not_abandoned(self.abandoned)
         started = time.monotonic()
         self.log.info(f"extract: publishing pass {the_pass.pass_id}: {staged} staged rows")
         with Heartbeat(

@@ -39,11 +39,24 @@ def refuses_saved_cursor(exc: BaseException) -> bool:
     )
 
 
+class RunAbandoned(RuntimeError):
+    """The run this extraction belongs to is over: the walk stops and nothing is published."""
+
+
+def check_not_abandoned(abandoned) -> None:
+    """Raise RunAbandoned naming why, when `abandoned()` says the run is over."""
+    why = abandoned()
+    if why:
+        raise RunAbandoned(f"extract: stopped without publishing: {why}; the pass resumes on the next run")
+
+
 class Walk:
     """One run's walk of a pass: the partitions left to walk, and the split statuses left to check."""
 
-    def __init__(self, client, engine: Engine, options: ExtractOptions, the_pass: Pass, progress: Progress):
-        self.client, self.engine, self.options = client, engine, options
+    def __init__(
+        self, client, engine: Engine, options: ExtractOptions, the_pass: Pass, progress: Progress, abandoned
+    ):
+        self.client, self.engine, self.options, self.abandoned = client, engine, options, abandoned
         self.the_pass, self.progress = the_pass, progress
         self.stop = threading.Event()
         self.futures: dict[Future, tuple[str, str]] = {}
@@ -104,6 +117,11 @@ class Walk:
                         f"extract: partition {name} done ({self.progress.parts[name].pages} pages this run)"
                     )
             pending |= self._check_walked_statuses(log)
+            try:
+                check_not_abandoned(self.abandoned)
+            except RunAbandoned:
+                self.stop.set()
+                raise
             self.progress.log_problems(log)
             if pending:
                 log.info(self.progress.line(self.client))

@@ -1,4 +1,8 @@
-"""A session-level Postgres advisory lock: the last line of defence against two refreshes at once."""
+"""A session-level Postgres advisory lock: the last line of defence against two refreshes at once.
+
+The holder labels its lock connection (`application_name`, e.g. "cm_pipeline refresh, dagster run
+<id>"), so a second refresh that finds the lock taken names the run that holds it, not just a pid.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,20 @@ class RefreshAlreadyRunning(RuntimeError):
 class AdvisoryLock:
     """Holds pg_try_advisory_lock on a dedicated connection until released (or the process dies).
 
-    Acquiring fails fast with RefreshAlreadyRunning naming the holder's backend pid.
+    Acquiring fails fast with RefreshAlreadyRunning naming the holder (its label and backend pid).
     """
 
-    def __init__(self, engine: Engine, key: tuple[int, int] = REFRESH_LOCK, what: str = "warehouse refresh"):
+    def __init__(
+        self,
+        engine: Engine,
+        key: tuple[int, int] = REFRESH_LOCK,
+        what: str = "warehouse refresh",
+        holder: str | None = None,
+    ):
         self._engine = engine
         self._key = key
         self._what = what
+        self._holder = (holder or f"cm_pipeline {what}")[:63]  # Postgres keeps 63 bytes of it
         self._conn = None
 
     def acquire(self) -> None:
@@ -31,13 +42,15 @@ class AdvisoryLock:
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
+                cur.execute("SELECT set_config('application_name', %s, false)", (self._holder,))
                 cur.execute("SELECT pg_try_advisory_lock(%s, %s)", self._key)
                 if cur.fetchone()[0]:
                     self._conn = conn
                     return
                 cur.execute(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND classid = %s AND objid = %s AND objsubid = 2",
+                    "SELECT l.pid, a.application_name FROM pg_locks l"
+                    " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                    " AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2",
                     self._key,
                 )
                 holder = cur.fetchone()
@@ -45,10 +58,20 @@ class AdvisoryLock:
             conn.close()
             raise
         conn.close()
-        who = f"Postgres backend pid {holder[0]}" if holder else "another session"
-        raise RefreshAlreadyRunning(
-            f"another {self._what} is running: {who} holds advisory lock {self._key} on the warehouse. "
-            "Wait for it to finish (or terminate that run) and try again."
+        raise RefreshAlreadyRunning(self._message(holder))
+
+    def _message(self, holder: tuple | None) -> str:
+        if holder is None:
+            who, end = "another session", "wait for it to finish and try again"
+        else:
+            pid, label = holder
+            who = f"{label or 'an unlabelled session'} (Postgres backend pid {pid})"
+            end = (
+                "wait for it to finish, or end that run (Dagster UI: Runs, select it, Terminate); if no such"
+                f" run is alive any more, end its session with SELECT pg_terminate_backend({pid})"
+            )
+        return (
+            f"another {self._what} is running: {who} holds advisory lock {self._key} on the warehouse; {end}."
         )
 
     def release(self) -> None:

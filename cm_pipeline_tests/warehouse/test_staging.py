@@ -83,7 +83,10 @@ def test_a_value_postgres_refuses_sinks_only_its_row(db):
 def test_the_advisory_lock_blocks_a_second_holder(db):
     with AdvisoryLock(db) as first:
         assert first.held
-        with pytest.raises(RefreshAlreadyRunning, match="pid \\d+ holds advisory lock"):
+        with pytest.raises(
+            RefreshAlreadyRunning,
+            match="cm_pipeline warehouse refresh \\(Postgres backend pid \\d+\\) holds advisory lock",
+        ):
             AdvisoryLock(db).acquire()
     with AdvisoryLock(db) as again:  # released on exit
         assert again.held
