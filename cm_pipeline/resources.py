@@ -8,22 +8,21 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
+from cm_pipeline.chartmogul.client import DEFAULT_BASE_URL, ChartMogulClient
 from cm_pipeline.models.resource import build_dbt_resource
 from cm_pipeline.warehouse.connection import make_engine, redact, resolve_url
 
-DEFAULT_BASE_URL = "https://api.chartmogul.com/v1"
-
-# Carried by every run that calls ChartMogul (the refresh and the pushes). ChartMogul's limits are per
-# account (40 requests/s, 20 connections) and each run's client allows 35/s and 10: the deployment's
-# queue (docker/dagster.yaml) lets one such run at a time, so two runs never add up past the account's limit.
+# Carried by every run that calls ChartMogul (the refresh and the pushes): the deployment's queue lets
+# one such run at a time, since the API's limits are per account (docs/architecture.md, "API limits").
 CHARTMOGUL_API_RUN_TAGS = {"cm_pipeline/chartmogul_api": "account"}
 
 
-class ChartMogulResource(dg.ConfigurableResource):
-    """ChartMogul API access: key, base URL and the client-side limits every call goes through."""
+class ChartMogulAccess(dg.ConfigurableResource):
+    """The ChartMogul account: the API key (a secret) and the base URL. Set where Definitions are
+    assembled (the key through EnvVar), never in run config, so no run's config ever holds the key."""
 
-    # repr=False keeps the key out of repr()/str() of the resource, both as constructed and once
-    # Dagster has resolved EnvVar("CHARTMOGUL_API_KEY") into the key itself.
+    # repr=False keeps the key out of repr()/str(), as constructed and once Dagster has resolved
+    # EnvVar("CHARTMOGUL_API_KEY") into the key itself.
     api_key: str = Field(
         repr=False, description="ChartMogul API key (from CHARTMOGUL_API_KEY). Never logged."
     )
@@ -31,6 +30,16 @@ class ChartMogulResource(dg.ConfigurableResource):
         default=None,
         description="API base URL; when unset, CHARTMOGUL_BASE_URL, else https://api.chartmogul.com/v1.",
     )
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or os.environ.get("CHARTMOGUL_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+class ChartMogulResource(dg.ConfigurableResource):
+    """The ChartMogul client every call goes through: the account (nested, holding the key) and the
+    client-side limits, which run config may change without restating the key."""
+
+    access: ChartMogulAccess
     max_requests_per_second: float = Field(default=35.0, description="Client-side cap (the API allows 40).")
     max_connections: int = Field(default=10, description="Concurrent requests cap (the API allows 20).")
     connect_timeout: float = Field(default=5.0, description="Seconds to wait for a TCP connection.")
@@ -41,14 +50,12 @@ class ChartMogulResource(dg.ConfigurableResource):
     )
 
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get("CHARTMOGUL_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        return self.access.resolved_base_url()
 
-    def get_client(self):
+    def get_client(self) -> ChartMogulClient:
         """A new client; all threads that share it share one rate limiter."""
-        from cm_pipeline.chartmogul.client import ChartMogulClient
-
         return ChartMogulClient(
-            api_key=self.api_key,
+            api_key=self.access.api_key,
             base_url=self.resolved_base_url(),
             max_requests_per_second=self.max_requests_per_second,
             max_connections=self.max_connections,
@@ -79,7 +86,7 @@ class WarehouseResource(dg.ConfigurableResource):
 def build_resources() -> dict:
     """Resources for `Definitions`; secrets come only through EnvVar and are read at run time."""
     return {
-        "chartmogul": ChartMogulResource(api_key=dg.EnvVar("CHARTMOGUL_API_KEY")),
+        "chartmogul": ChartMogulResource(access=ChartMogulAccess(api_key=dg.EnvVar("CHARTMOGUL_API_KEY"))),
         "warehouse": WarehouseResource(),
         "dbt": build_dbt_resource(),
     }

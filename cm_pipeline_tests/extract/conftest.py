@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from cm_pipeline.extract.asset import chartmogul_customers
 from cm_pipeline.extract.checks import EXTRACT_CHECKS
-from cm_pipeline.resources import ChartMogulResource, WarehouseResource
+from cm_pipeline.resources import ChartMogulAccess, ChartMogulResource, WarehouseResource
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS
 from cm_pipeline_tests.conftest import TEST_API_KEY
@@ -36,7 +36,9 @@ def chartmogul_resource(base_url: str, api_key: str = TEST_API_KEY, **kw) -> Cha
         "read_timeout": 10.0,
         "max_retry_seconds": 60.0,
     }
-    return ChartMogulResource(api_key=api_key, base_url=base_url, **{**settings, **kw})
+    return ChartMogulResource(
+        access=ChartMogulAccess(api_key=api_key, base_url=base_url), **{**settings, **kw}
+    )
 
 
 def refresh(

@@ -21,13 +21,15 @@ CHILD = textwrap.dedent(
     import sys
     import dagster as dg
     from cm_pipeline.extract.asset import chartmogul_customers
-    from cm_pipeline.resources import ChartMogulResource, WarehouseResource
+    from cm_pipeline.resources import ChartMogulAccess, ChartMogulResource, WarehouseResource
 
     base_url, db_url, key = sys.argv[1:4]
     dg.materialize(
         [chartmogul_customers],
         resources={
-            "chartmogul": ChartMogulResource(api_key=key, base_url=base_url, max_requests_per_second=500.0),
+            "chartmogul": ChartMogulResource(
+                access=ChartMogulAccess(api_key=key, base_url=base_url), max_requests_per_second=500.0
+            ),
             "warehouse": WarehouseResource(url=db_url),
         },
         run_config={"ops": {"chartmogul_customers": {"config": {"per_page": 10, "max_workers": 2}}}},

@@ -17,7 +17,7 @@ from cm_pipeline.extract.job import warehouse_refresh_job
 from cm_pipeline.models.assets import cm_dbt_models
 from cm_pipeline.models.resource import build_dbt_resource
 from cm_pipeline.push.jobs import push_updates_job
-from cm_pipeline.resources import ChartMogulResource, WarehouseResource
+from cm_pipeline.resources import ChartMogulAccess, ChartMogulResource, WarehouseResource
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline_tests.conftest import TEST_API_KEY
 
@@ -33,7 +33,7 @@ def _defs(base_url: str, db_url: str) -> dg.Definitions:
         jobs=[warehouse_refresh_job, push_updates_job],
         resources={
             "chartmogul": ChartMogulResource(
-                api_key=TEST_API_KEY, base_url=base_url, max_requests_per_second=500
+                access=ChartMogulAccess(api_key=TEST_API_KEY, base_url=base_url), max_requests_per_second=500
             ),
             "warehouse": WarehouseResource(url=db_url),
             "dbt": build_dbt_resource(db_url),

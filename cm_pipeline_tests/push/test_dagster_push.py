@@ -16,7 +16,7 @@ from cm_pipeline.push.jobs import (
 )
 from cm_pipeline.push.kinds import UPDATES
 from cm_pipeline.push.sensor import reverse_etl_sensor
-from cm_pipeline.resources import ChartMogulResource, WarehouseResource
+from cm_pipeline.resources import ChartMogulAccess, ChartMogulResource, WarehouseResource
 from cm_pipeline_tests.conftest import TEST_API_KEY
 from cm_pipeline_tests.push.conftest import (
     BY_EMAIL_DDL,
@@ -33,7 +33,9 @@ from cm_pipeline_tests.push.conftest import (
 
 def resources(sandbox, url: str) -> dict:
     return {
-        "chartmogul": ChartMogulResource(api_key=TEST_API_KEY, base_url=sandbox.base_url),
+        "chartmogul": ChartMogulResource(
+            access=ChartMogulAccess(api_key=TEST_API_KEY, base_url=sandbox.base_url)
+        ),
         "warehouse": WarehouseResource(url=url),
     }
 
