@@ -1,15 +1,20 @@
 """A ChartMogul-compatible local HTTP API for the demo and the tests (stdlib only).
 
-    python -m cm_pipeline.sandbox --port 8089 --customers 100000 [--seed 1] [--api-key K] [--latency-ms L]
-        [--rate-limit RPS] [--retry-after S] [--max-connections C] [--fault-rate F] [--fault-kinds 500,drop]
+    python -m cm_pipeline.sandbox --port 8089 --customers 100000 [--seed 1] [--account uniform|realistic]
+        [--legacy-page-fields on|off] [--api-key K] [--latency-ms L] [--rate-limit RPS]
+        [--retry-after S] [--max-connections C] [--fault-rate F] [--fault-kinds 500,drop]
         [--fault-phase before|after] [--fault-methods POST,PATCH] [--fault-seed N]
         [--pagination-fault repeat_cursor|rewind_cursor|has_more_without_cursor]
 
 Base URL http://127.0.0.1:PORT/v1; HTTP Basic with the key as username (any non-empty key without --api-key).
-In Python: SandboxServer (in-process thread), SandboxProcess (child process), SandboxControl (/_sandbox/ admin).
-Inside: server.py (HTTP plumbing, auth, knobs), api.py (/v1 routes), writes.py (the API's writes),
-admin.py (/_sandbox/ routes and writes), store.py (account state, cursor paging), validation.py and
-attributes.py (request checks), responses.py (bodies, error shapes), faults.py (knobs), seed.py (data).
+Routes: GET /v1/customers, GET /v1/customers/search?email=, GET|PATCH /v1/customers/{uuid},
+POST /v1/customers, POST /v1/customers/attributes/custom, GET /v1/data_sources.
+In Python: SandboxServer (in-process thread), SandboxProcess (child process), SandboxControl (/_sandbox/ admin);
+both servers take customers, seed, account, api_key and every knob of faults.Knobs as keywords.
+Inside: server.py (HTTP plumbing, auth, knobs), api.py (/v1 routing), listing.py (list, search, data sources),
+writes.py (the API's writes), admin.py (/_sandbox/ routes and writes), store.py (account state, indexes),
+paging.py (filters, cursors), validation.py and attributes.py (request checks),
+responses.py (bodies, error shapes), faults.py (knobs), seed.py (data, account shapes).
 
 Choices where the reference pages leave room (all deliberate, all tested):
 - POST /v1/customers answers 201 with the customer; its status is "Active" as create-customer.txt's example shows.
@@ -44,7 +49,33 @@ Choices where the reference pages leave room (all deliberate, all tested):
 - Field validation failures use {"<field>": ["msg"], "error_details": [{"param","code","message"}]} with 422;
   missing/bad parameters use {"code":400,"message":...,"param":...}; duplicate external_id and unknown data
   source use the documented {"errors": {...}} and {"error": "Data source not found"} shapes (422).
-- Cursors are opaque base64 of (last id, filters); a cursor sent with different filters is a 400.
+- Cursors are opaque base64 of (last id, filters); a cursor sent with different filters is a 400, and so is
+  a search cursor sent to List Customers or the other way round.
+- The deprecated first-page fields (`page`, `per_page`, `current_page`, `total_pages`) are a knob,
+  legacy_page_fields, on by default as before: list-customers.txt says a first page *may* carry them, so
+  a client must work without them (off). Never on an external_id look-up (README facts).
+- Two account shapes (seed.py): "uniform" (the default; byte for byte the data of earlier versions for a
+  seed) and "realistic" (README and issue 11: ~45% Cancelled, ~35% Active, one Stripe data source with
+  ~70%, smaller Recurly/Chargebee/Braintree ones, one Custom one, a Stripe one never imported, ~2% merged
+  customers, system tags).
+- Merged customers (README): data_source_uuids and external_ids hold every merged record's, the primary's
+  first; a data_source_uuid filter lists them under each of those data sources (so walking every data
+  source sees a merged customer once per data source), external_id matches any of theirs, and `system`
+  matches the primary's billing system. A create that reuses a merged record's (data source, external id)
+  is the duplicate 422. The admin door's merge (SandboxControl.merge_customers) also sums MRR/ARR.
+- System tags (`merged-customer`, `auto-churned-delinquent-subscription`) are ordinary tags to the API: a
+  PATCH `attributes` that omits one deletes it, as on the real API (the pusher must carry them over).
+- GET /v1/customers/search?email= (README): the customers whose email equals EMAIL in any case, compared
+  as str.lower() of both, the same match as add-custom-attributes-by-email, so the search finds exactly
+  whom the POST would change; paged like List Customers (per_page <= 200, default 200; deprecated fields
+  on its first page under the same knob); a missing or blank email is the 400 naming `email`; no match on
+  a first page is 404 {"code":404,"message":"Can't find any customers with email: \\"EMAIL\\"","param":"email"}
+  with EMAIL as sent. GET /v1/customers/search is never read as a customer uuid; PATCH of that path
+  still is (404 Customer not found).
+- GET /v1/data_sources: every data source in one answer (no paging), filters `name` and `system` exact
+  and case-sensitive like List Customers' `system`; created_at in the README's form, status "idle"
+  ("never_imported" for one with no customers, as ChartMogul's clients' recorded answers show).
+  Data sources named by admin-inserted customers are created (system Custom unless given).
 """
 
 from cm_pipeline.sandbox.app import SandboxServer

@@ -1,5 +1,5 @@
 """`python -m cm_pipeline.sandbox`: serve the sandbox until SIGINT/SIGTERM; first stdout line is
-`SANDBOX_READY http://HOST:PORT/v1`."""
+`SANDBOX_READY http://HOST:PORT/v1`. `--help` lists every flag."""
 
 from __future__ import annotations
 
@@ -13,42 +13,75 @@ import time
 from cm_pipeline.sandbox.app import SandboxServer
 from cm_pipeline.sandbox.faults import FAULT_KINDS, PAGINATION_FAULTS
 from cm_pipeline.sandbox.process import READY_PREFIX
+from cm_pipeline.sandbox.seed import ACCOUNTS
+
+ON_OFF = {"on": True, "off": False}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m cm_pipeline.sandbox", description="Local ChartMogul-compatible API."
+        prog="python -m cm_pipeline.sandbox",
+        description="Local ChartMogul-compatible API (see the cm_pipeline.sandbox docstring for its choices).",
     )
     p.add_argument("--port", type=int, default=0, help="port to listen on (0 = pick a free one)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--customers", type=int, default=1000, help="number of seeded customers")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the same seed seeds the same customers and uuids")
+    _account_flags(p)
     p.add_argument("--api-key", default=None, help="accepted API key (default: any non-empty key)")
-    p.add_argument("--latency-ms", type=float, default=0.0)
+    _knob_flags(p)
+    p.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process is gone (SandboxProcess)"
+    )
+    return p.parse_args(argv)
+
+
+def _account_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--account",
+        default="uniform",
+        choices=tuple(ACCOUNTS),
+        help="shape of the seeded account: uniform (statuses and data sources of similar size) or "
+        "realistic (~45%% Cancelled, ~35%% Active, one Stripe source with ~70%%, smaller ones, a Custom "
+        "one, merged customers and ChartMogul's system tags); see cm_pipeline.sandbox.seed",
+    )
+    p.add_argument(
+        "--legacy-page-fields",
+        default="on",
+        choices=tuple(ON_OFF),
+        help="on: first pages carry the deprecated page, per_page, current_page, total_pages; off: only "
+        "entries, cursor, has_more (changeable at run time: SandboxControl.configure)",
+    )
+
+
+def _knob_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of faults.Knobs (each also changeable at run time: SandboxControl.configure)."""
+    p.add_argument("--latency-ms", type=float, default=0.0, help="milliseconds added to every API request")
     p.add_argument("--rate-limit", type=int, default=None, help="requests per second before 429")
     p.add_argument(
         "--retry-after", type=float, default=None, help="Retry-After seconds on 429 (default: absent)"
     )
     p.add_argument("--max-connections", type=int, default=None, help="in-flight requests above this get 503")
-    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--fault-rate", type=float, default=0.0, help="share of API requests (0..1) given a fault")
     p.add_argument(
         "--fault-kinds",
         default="500,502,503,504",
         help=f"comma list of {','.join(FAULT_KINDS)} (see cm_pipeline.sandbox.faults)",
     )
-    p.add_argument("--fault-phase", default="before", choices=("before", "after"))
-    p.add_argument("--fault-methods", default="GET,POST,PATCH,PUT,DELETE")
-    p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument(
+        "--fault-phase",
+        default="before",
+        choices=("before", "after"),
+        help="answer the fault before the request is applied, or after (the write happened)",
+    )
+    p.add_argument("--fault-methods", default="GET,POST,PATCH,PUT,DELETE", help="methods faults may hit")
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draw (reproducible runs)")
     p.add_argument(
         "--pagination-fault",
         default=None,
         choices=PAGINATION_FAULTS,
         help="break cursor paging on continuation pages (see cm_pipeline.sandbox.faults)",
     )
-    p.add_argument(
-        "--parent-pid", type=int, default=None, help="exit when this process is gone (SandboxProcess)"
-    )
-    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,16 +96,17 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=a.latency_ms, rate_limit_rps=a.rate_limit, retry_after=a.retry_after,
             max_connections=a.max_connections, fault_rate=a.fault_rate, fault_kinds=a.fault_kinds,
             fault_phase=a.fault_phase, fault_methods=a.fault_methods, fault_seed=a.fault_seed,
-            pagination_fault=a.pagination_fault,
+            pagination_fault=a.pagination_fault, legacy_page_fields=ON_OFF[a.legacy_page_fields],
+            account=a.account,
         )  # fmt: skip
+        server.start()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    server.start()
     print(f"{READY_PREFIX}{server.base_url}", flush=True)
     print(
-        f"sandbox: {a.customers} customers (seed {a.seed}) ready in {time.perf_counter() - started:.2f}s "
-        f"at {server.base_url}; Ctrl-C to stop",
+        f"sandbox: {a.customers} customers ({a.account} account, seed {a.seed}) ready in "
+        f"{time.perf_counter() - started:.2f}s at {server.base_url}; Ctrl-C to stop",
         file=sys.stderr,
         flush=True,
     )

@@ -1,8 +1,10 @@
 """The admin door, /_sandbox/ (no auth, exempt from latency, limits and faults), used by SandboxControl:
   GET /_sandbox/health, GET /_sandbox/stats, POST /_sandbox/stats/reset, GET|POST /_sandbox/config,
   GET /_sandbox/requests?since=N, GET|POST /_sandbox/customers, GET|PATCH|DELETE /_sandbox/customers/{uuid},
-  GET /_sandbox/custom_attributes, GET /_sandbox/data_sources
-Its writes bypass the API's validation: a test sets up any state it needs, odd or not.
+  POST /_sandbox/customers/merge {"from": uuid, "into": uuid}, GET /_sandbox/custom_attributes,
+  GET /_sandbox/data_sources
+Its writes bypass the API's validation: a test sets up any state it needs, odd or not (system tags such as
+`merged-customer` are plain tags here; a customer with two data_source_uuids/external_ids is a merged one).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cm_pipeline.sandbox import seed as seedmod
 from cm_pipeline.sandbox.attributes import type_of
 from cm_pipeline.sandbox.responses import ApiFailure, Response, bad_param, json_response
 from cm_pipeline.sandbox.store import Store, new_customer
+from cm_pipeline.sandbox.validation import format_timestamp
 
 if TYPE_CHECKING:
     from cm_pipeline.sandbox.server import SandboxHTTPServer
@@ -28,6 +31,7 @@ ALIASES = {
     "currency_sign": "currency-sign",
 }
 CUSTOMERS = "/_sandbox/customers"
+MERGE = CUSTOMERS + "/merge"
 
 
 def admin_answer(srv: SandboxHTTPServer, method: str, path: str, query: str, body: bytes) -> Response:
@@ -76,6 +80,8 @@ def _server_answer(srv: SandboxHTTPServer, method: str, path: str, query: str, d
 
 
 def _customers_answer(store: Store, method: str, path: str, data: Any) -> Response | None:
+    if path == MERGE and method == "POST":
+        return json_response(200, admin_merge(store, data.get("from"), data.get("into")))
     if path == CUSTOMERS:
         if method == "POST":
             return json_response(201, admin_insert(store, data))
@@ -106,11 +112,11 @@ def admin_insert(store: Store, fields: dict) -> dict:
             raise bad_param(f"uuid {uuid} already exists", "uuid")
         ds_uuid = fields.get("data_source_uuid", seedmod.DOCS_DATA_SOURCE)
         system = fields.get("billing_system_type", fields.get("billing-system-type"))
-        if ds_uuid not in store.data_sources:
-            store.data_sources[ds_uuid] = {"uuid": ds_uuid, "name": ds_uuid, "system": system or "Custom"}
+        _add_data_sources(store, [ds_uuid], system or "Custom")
         ext = fields.get("external_id", f"sandbox_{cid}")
         label = fields.get("company") or fields.get("name")
-        doc = new_customer(cid, uuid, store.data_sources[ds_uuid], ext, label)
+        ds = store.data_sources.get(ds_uuid) if isinstance(ds_uuid, str) else None
+        doc = new_customer(cid, uuid, ds or {"uuid": ds_uuid, "system": system or "Custom"}, ext, label)
         doc["status"] = "New Lead"
         doc["address"] = {"address_zip": None, "city": None, "state": None, "country": None}
         _apply_fields(store, doc, fields)
@@ -131,6 +137,33 @@ def admin_modify(store: Store, uuid: str, fields: dict) -> dict:
         return doc
 
 
+def admin_merge(store: Store, from_uuid: Any, into_uuid: Any) -> dict:
+    """ChartMogul's merge: customer `from_uuid` goes; `into_uuid` gains its data sources and external ids
+    (after its own), the sum of both MRRs and ARRs, and the `merged-customer` tag. The merged customer."""
+    with store.lock:
+        for name, value in (("from", from_uuid), ("into", into_uuid)):
+            if not isinstance(value, str) or not store.has_uuid(value):
+                raise bad_param(f"{name!r} must be the uuid of a customer, got {value!r}", name)
+        if from_uuid == into_uuid:
+            raise bad_param(f"cannot merge customer {from_uuid} into itself", "into")
+        absorbed = store.doc(store.id_for(from_uuid))
+        doc = store.doc(store.id_for(into_uuid))
+        seedmod.merge_record(doc, absorbed.get("data_source_uuids") or [], absorbed.get("external_ids") or [])
+        for key in ("mrr", "arr"):
+            doc[key] = (doc.get(key) or 0) + (absorbed.get(key) or 0)
+        store.delete(from_uuid)
+        store.put(doc, new=False)
+        return doc
+
+
+def _add_data_sources(store: Store, uuids: list, system: str) -> None:
+    """Create the data sources of `uuids` the account does not have (named by their uuid, of `system`)."""
+    for ds in uuids:
+        if isinstance(ds, str) and ds not in store.data_sources:
+            created = format_timestamp(store.now())
+            store.add_data_source(seedmod.data_source_record(ds, ds, system, created))
+
+
 def _apply_fields(store: Store, doc: dict, fields: dict) -> None:
     attributes = doc.setdefault("attributes", {"tags": [], "custom": {}, "stripe": {}})
     for key, value in fields.items():
@@ -147,8 +180,8 @@ def _apply_fields(store: Store, doc: dict, fields: dict) -> None:
             doc["address"] = {**(doc.get("address") or {}), **value}
         else:
             doc[key] = value
-    for key, value in (attributes.get("custom") or {}).items():
-        if key not in store.definitions:
-            store.definitions[key] = type_of(value)
+    store.define({key: type_of(value) for key, value in (attributes.get("custom") or {}).items()})
+    if isinstance(doc.get("data_source_uuids"), list):
+        _add_data_sources(store, doc["data_source_uuids"], "Custom")
     if "mrr" in fields and "arr" not in fields:
         doc["arr"] = (doc.get("mrr") or 0) * 12

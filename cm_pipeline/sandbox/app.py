@@ -7,12 +7,17 @@ from typing import Any
 
 from cm_pipeline.sandbox.control import SandboxControl
 from cm_pipeline.sandbox.faults import Knobs, validated_knobs
+from cm_pipeline.sandbox.seed import shape
 from cm_pipeline.sandbox.server import SandboxHTTPServer
 from cm_pipeline.sandbox.store import Store
 
 
 class SandboxServer:
-    """A ChartMogul-compatible API on 127.0.0.1 (threaded). Knobs: see cm_pipeline.sandbox.faults.Knobs."""
+    """A ChartMogul-compatible API on 127.0.0.1 (threaded).
+
+    customers, seed, account ("uniform" or "realistic", see seed.py): what is seeded at start.
+    knobs (latency_ms, rate_limit_rps, legacy_page_fields, fault_*, ...): see cm_pipeline.sandbox.faults.
+    """
 
     def __init__(
         self,
@@ -21,10 +26,12 @@ class SandboxServer:
         api_key: str | None = None,
         port: int = 0,
         host: str = "127.0.0.1",
+        account: str = "uniform",
         **knobs: Any,
     ):
         self.customers = customers
         self.seed = seed
+        self.account = shape(account).name
         self.host = host
         self.port = port
         self._api_key = api_key
@@ -34,12 +41,15 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"SandboxServer(customers={self.customers}, seed={self.seed}, port={self.port})"
+        return (
+            f"SandboxServer(customers={self.customers}, seed={self.seed}, account={self.account!r}, "
+            f"port={self.port})"
+        )
 
     def start(self) -> SandboxServer:
         if self._httpd is not None:
             return self
-        self.store = Store(self.customers, self.seed)
+        self.store = Store(self.customers, self.seed, self.account)
         self._httpd = SandboxHTTPServer((self.host, self.port), self.store, self._knobs, self._api_key)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(

@@ -187,12 +187,6 @@ def check_type_conflicts(items: list[Item], definitions: dict[str, str]) -> None
         raise field_errors(errors)
 
 
-def define(items: list[Item], definitions: dict[str, str]) -> None:
-    """Add the keys of `items` not yet defined in the account, with their types."""
-    for key, attr_type, _ in items:
-        definitions.setdefault(key, attr_type)
-
-
 def validate_custom_patch(custom: Any, definitions: dict[str, str]) -> dict[str, Any]:
     """PATCH attributes.custom: {key: value | {"value": v, "source": s}}; every key must already exist."""
     if not isinstance(custom, dict):

@@ -57,8 +57,8 @@ class SandboxControl:
         self._call("POST", "/stats/reset", {})
 
     def configure(self, **knobs: Any) -> dict:
-        """Change knobs (latency_ms, rate_limit_rps, retry_after, max_connections, fault_*, pagination_fault);
-        returns the config."""
+        """Change knobs (latency_ms, rate_limit_rps, retry_after, max_connections, fault_*, pagination_fault,
+        legacy_page_fields: see cm_pipeline.sandbox.faults) while the sandbox runs; returns the config."""
         return self._call("POST", "/config", knobs)
 
     def config(self) -> dict:
@@ -68,7 +68,15 @@ class SandboxControl:
         return self._call("GET", f"/requests?since={int(since)}")["entries"]
 
     def insert_customer(self, **fields: Any) -> dict:
+        """A customer with `fields` as given, unvalidated (aliases such as billing_system_type allowed).
+        data_source_uuids / external_ids of two entries make a merged customer; tags may hold system
+        tags (`merged-customer`, ...); unknown data sources and custom keys are created."""
         return self._call("POST", "/customers", fields)
+
+    def merge_customers(self, from_uuid: str, into_uuid: str) -> dict:
+        """ChartMogul's merge: `from_uuid` goes, `into_uuid` gains its data sources, external ids and MRR
+        and the `merged-customer` tag. Returns the merged customer."""
+        return self._call("POST", "/customers/merge", {"from": from_uuid, "into": into_uuid})
 
     def modify_customer(self, uuid: str, **fields: Any) -> dict:
         return self._call("PATCH", f"/customers/{quote(uuid, safe='')}", fields)
@@ -91,4 +99,5 @@ class SandboxControl:
         return self._call("GET", "/custom_attributes")
 
     def data_sources(self) -> list[dict]:
+        """Every data source (uuid, name, system, created_at, status), without auth, latency or faults."""
         return self._call("GET", "/data_sources")["entries"]

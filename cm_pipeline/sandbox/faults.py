@@ -1,4 +1,15 @@
-"""Knobs that make the sandbox misbehave like the real API: latency, rate limit, capacity, faults.
+"""Knobs that make the sandbox misbehave like the real API: latency, rate limit, capacity, faults, and
+whether first pages carry the deprecated paging fields. Each is a Knobs field: a SandboxServer /
+SandboxProcess keyword, a `python -m cm_pipeline.sandbox` flag, and changeable while the sandbox runs
+with SandboxControl.configure(name=value).
+
+  latency_ms          added to every API request before it is answered
+  rate_limit_rps      API requests admitted per sliding second; the rest get 429 (Retry-After: retry_after)
+  max_connections     API requests in flight above this get 503
+  legacy_page_fields  true (the default): the first page of GET /v1/customers and of the email search
+                      carries the deprecated `page`, `per_page`, `current_page`, `total_pages`, which
+                      list-customers.txt says it *may*; false: no page carries them (entries, cursor,
+                      has_more only), as a client must expect from a real account
 
 fault_kinds (chosen at random, seeded, for fault_rate of the requests whose method is in fault_methods;
 the fault's answer is sent instead of the real one, before or after the request is applied):
@@ -9,8 +20,11 @@ the fault's answer is sent instead of the real one, before or after the request 
                            empty body (Content-Length: 0)
   empty_object             the route's success status and the body `{}`
 
+fault_kinds answer on every API route (customers, search, data sources), never on the /_sandbox admin door.
+
 pagination_fault breaks GET /v1/customers paging on every continuation page (a request that carries a
-cursor; the first page stays correct, so a client has already consumed it when the fault shows):
+cursor; the first page stays correct, so a client has already consumed it when the fault shows; the
+email search is left alone):
   repeat_cursor            has_more true and the very cursor the request carried
   rewind_cursor            has_more true and the first page's cursor again (a two-page cycle); the page
                            fetched with the first page's cursor itself is answered normally
@@ -45,6 +59,7 @@ class Knobs:
     fault_methods: list[str] = field(default_factory=lambda: list(HTTP_METHODS))
     fault_seed: int = 0
     pagination_fault: str | None = None
+    legacy_page_fields: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +104,8 @@ def validated_knobs(current: Knobs, changes: dict) -> Knobs:
         raise ValueError(
             f"pagination_fault must be null or one of {', '.join(PAGINATION_FAULTS)}, got {k.pagination_fault!r}"
         )
+    if not isinstance(k.legacy_page_fields, bool):
+        raise ValueError(f"legacy_page_fields must be true or false, got {k.legacy_page_fields!r}")
     return k
 
 

@@ -11,11 +11,21 @@ from typing import Any
 
 from cm_pipeline.sandbox.control import SandboxControl
 from cm_pipeline.sandbox.faults import KNOB_NAMES, Knobs, validated_knobs
+from cm_pipeline.sandbox.seed import shape
 
 READY_PREFIX = "SANDBOX_READY "
 
 
-def cli_args(customers: int, seed: int, api_key: str | None, port: int, host: str, knobs: dict) -> list[str]:
+def cli_args(
+    customers: int,
+    seed: int,
+    api_key: str | None,
+    port: int,
+    host: str,
+    knobs: dict,
+    account: str = "uniform",
+) -> list[str]:
+    """The `python -m cm_pipeline.sandbox` arguments of these settings (knobs validated first)."""
     args = ["--port", str(port), "--customers", str(customers), "--seed", str(seed), "--host", host]
     if api_key is not None:
         args += ["--api-key", api_key]
@@ -24,17 +34,21 @@ def cli_args(customers: int, seed: int, api_key: str | None, port: int, host: st
         "latency_ms": "--latency-ms", "rate_limit_rps": "--rate-limit", "retry_after": "--retry-after",
         "max_connections": "--max-connections", "fault_rate": "--fault-rate", "fault_kinds": "--fault-kinds",
         "fault_phase": "--fault-phase", "fault_methods": "--fault-methods", "fault_seed": "--fault-seed",
-        "pagination_fault": "--pagination-fault",
+        "pagination_fault": "--pagination-fault", "legacy_page_fields": "--legacy-page-fields",
     }  # fmt: skip
     for name in KNOB_NAMES:
         if name in knobs and knobs[name] is not None:
             value = getattr(k, name)
+            if isinstance(value, bool):
+                value = "on" if value else "off"
             args += [flags[name], ",".join(value) if isinstance(value, list) else str(value)]
+    args += ["--account", shape(account).name]
     return args
 
 
 class SandboxProcess:
-    """Runs the sandbox as a subprocess on a free port; start() returns once /_sandbox/health answers."""
+    """Runs the sandbox as a subprocess on a free port; start() returns once /_sandbox/health answers.
+    Takes SandboxServer's arguments (account, knobs)."""
 
     def __init__(
         self,
@@ -44,20 +58,25 @@ class SandboxProcess:
         port: int = 0,
         host: str = "127.0.0.1",
         startup_timeout: float = 180.0,
+        account: str = "uniform",
         **knobs: Any,
     ):
         self.customers = customers
         self.seed = seed
+        self.account = account
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
-        self._args = cli_args(customers, seed, api_key, port, host, knobs)
+        self._args = cli_args(customers, seed, api_key, port, host, knobs, account)
         self._proc: subprocess.Popen | None = None
         self._drain: threading.Thread | None = None
         self._base_url: str | None = None
 
     def __repr__(self) -> str:
-        return f"SandboxProcess(customers={self.customers}, seed={self.seed}, port={self.port})"
+        return (
+            f"SandboxProcess(customers={self.customers}, seed={self.seed}, account={self.account!r}, "
+            f"port={self.port})"
+        )
 
     @property
     def pid(self) -> int | None:

@@ -1,10 +1,21 @@
-"""Seeded synthetic customers: reproducible for a seed, realistic mix, hostile text on purpose."""
+"""Seeded synthetic customers: reproducible for a seed, realistic mix, hostile text on purpose.
+
+Two account shapes (`account=`):
+  uniform    the sandbox's first shape: seven data sources of similar size, Active the largest status
+             (its draw is fixed: the same seed gives byte-identical customers, other tests rely on it)
+  realistic  shaped like real accounts (issue 11): ~45% Cancelled and ~35% Active, one Stripe source with
+             ~70% of the customers, smaller Recurly / Chargebee / Braintree ones, a Custom one (the API
+             creates there), a second Stripe source never imported (no customers); ~2% merged customers (two data
+             sources and external ids, tag `merged-customer`) and ~15% of Cancelled customers carrying
+             ChartMogul's `auto-churned-delinquent-subscription` tag.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from cm_pipeline.chartmogul.vocabulary import STATUSES
 from cm_pipeline.sandbox.validation import US_STATES
@@ -24,6 +35,21 @@ DATA_SOURCES: tuple[tuple[str, str, str], ...] = (
 )
 _DS_WEIGHTS = (10, 25, 20, 15, 12, 8, 10)
 
+REALISTIC_DATA_SOURCES: tuple[tuple[str, str, str], ...] = (
+    ("ds_5e0b7a3c-4c1d-11ef-8f2a-0b9d6c1e0001", "Stripe", "Stripe"),
+    ("ds_5e0b7a3c-4c1d-11ef-8f2a-0b9d6c1e0002", "Recurly", "Recurly"),
+    ("ds_5e0b7a3c-4c1d-11ef-8f2a-0b9d6c1e0003", "Chargebee", "Chargebee"),
+    ("ds_5e0b7a3c-4c1d-11ef-8f2a-0b9d6c1e0004", "Braintree", "Braintree"),
+    (DOCS_DATA_SOURCE, "Custom import", "Custom"),
+    ("ds_5e0b7a3c-4c1d-11ef-8f2a-0b9d6c1e0005", "Stripe (test mode)", "Stripe"),
+)
+_REALISTIC_DS_WEIGHTS = (70, 9, 6, 4, 11, 0)
+
+# ChartMogul's own tags (it writes them; a PATCH that replaces tags deletes them unless it carries them).
+MERGED_TAG = "merged-customer"
+AUTO_CHURNED_TAG = "auto-churned-delinquent-subscription"
+SYSTEM_TAGS = (MERGED_TAG, AUTO_CHURNED_TAG)
+
 # Account-wide custom attribute definitions of the seeded account (key -> type).
 SEED_DEFINITIONS: dict[str, str] = {
     "CAC": "Integer",
@@ -40,6 +66,52 @@ SEED_DEFINITIONS: dict[str, str] = {
 # Active 45, Past Due 5, Cancelled 20, New Lead 12, Working Lead 8, Qualified Lead 6, Unqualified Lead 4.
 _STATUSES = STATUSES[4:] + STATUSES[:4]
 _STATUS_WEIGHTS = (45, 5, 20, 12, 8, 6, 4)
+# Realistic: Active 35, Past Due 6, Cancelled 45, New Lead 6, Working Lead 4, Qualified 2, Unqualified 2.
+_REALISTIC_STATUS_WEIGHTS = (35, 6, 45, 6, 4, 2, 2)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An account shape: its data sources with their weights, its status weights, and the share of
+    merged customers and of Cancelled customers auto-churned by ChartMogul (0 for both: none drawn)."""
+
+    name: str
+    data_sources: tuple[tuple[str, str, str], ...]
+    ds_weights: tuple[int, ...]
+    status_weights: tuple[int, ...]
+    merged_share: float = 0.0
+    auto_churned_share: float = 0.0
+    created_at: str = "2018-01-01T00:00:00.000Z"  # every data source of the shape
+
+
+ACCOUNTS: dict[str, Shape] = {
+    "uniform": Shape("uniform", DATA_SOURCES, _DS_WEIGHTS, _STATUS_WEIGHTS),
+    "realistic": Shape(
+        "realistic", REALISTIC_DATA_SOURCES, _REALISTIC_DS_WEIGHTS, _REALISTIC_STATUS_WEIGHTS,
+        merged_share=0.02, auto_churned_share=0.15, created_at="2019-03-04T10:00:00.000Z",
+    ),
+}  # fmt: skip
+
+
+def shape(account: str) -> Shape:
+    """The shape named `account`; ValueError naming the known ones otherwise."""
+    if account not in ACCOUNTS:
+        raise ValueError(f"account must be one of {', '.join(ACCOUNTS)}, got {account!r}")
+    return ACCOUNTS[account]
+
+
+def data_source_records(account: str) -> list[dict]:
+    """The data sources of a seeded account as GET /v1/data_sources answers them."""
+    sh = shape(account)
+    return [
+        data_source_record(uuid, name, system, sh.created_at, "idle" if weight else "never_imported")
+        for (uuid, name, system), weight in zip(sh.data_sources, sh.ds_weights, strict=True)
+    ]
+
+
+def data_source_record(uuid: str, name: str, system: str, created_at: str, status: str = "idle") -> dict:
+    return {"uuid": uuid, "name": name, "system": system, "created_at": created_at, "status": status}
+
 
 FIRST = ("Anna", "Ben", "Chloé", "Dmitri", "Émile", "Fatima", "György", "Hiro", "Inés", "Jürgen", "Kai",
          "Lena", "Mateo", "Nnamdi", "Olga", "Priya", "Quinn", "Rosa", "Søren", "Tomás", "李", "Ζωή")  # fmt: skip
@@ -108,11 +180,12 @@ def _choice(rand: Rand, seq):
     return seq[int(rand() * len(seq))]
 
 
-def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
+def generate(count: int, seed: int, first_id: int = 1, account: str = "uniform") -> Iterator[dict]:
     """Yield `count` customer documents (retrieve shape) for `seed`; ids first_id, first_id+1, ..."""
+    sh = shape(account)
     rng = random.Random(seed)
-    ds_choices = rng.choices(range(len(DATA_SOURCES)), weights=_DS_WEIGHTS, k=count)
-    status_choices = rng.choices(_STATUSES, weights=_STATUS_WEIGHTS, k=count)
+    ds_choices = rng.choices(sh.data_sources, weights=sh.ds_weights, k=count)
+    status_choices = rng.choices(_STATUSES, weights=sh.status_weights, k=count)
     # Batch draws for the per-customer picks that every customer needs (much faster than choice()).
     firsts, lasts = rng.choices(FIRST, k=count), rng.choices(LAST, k=count)
     words, suffixes = rng.choices(COMPANY_WORDS, k=count), rng.choices(COMPANY_SUFFIX, k=count)
@@ -123,15 +196,65 @@ def generate(count: int, seed: int, first_id: int = 1) -> Iterator[dict]:
         ds_choices, status_choices, firsts, lasts, words, suffixes, us_cities, other_cities, channels,
         tag_counts, strict=True,
     )  # fmt: skip
+    if not (sh.merged_share or sh.auto_churned_share):
+        for i, pick in enumerate(picks):
+            yield _customer(rng, seed, first_id + i, i, pick)
+        return
+    # ChartMogul's own doings draw from a generator of their own, so the customers' draw stays the same.
+    extra = random.Random(f"{account}-{seed}").random
     for i, pick in enumerate(picks):
-        yield _customer(rng, seed, first_id + i, i, pick)
+        doc = _customer(rng, seed, first_id + i, i, pick)
+        _chartmogul_doings(extra, sh, doc, seed, i)
+        yield doc
+
+
+def _chartmogul_doings(rand: Rand, sh: Shape, doc: dict, seed: int, i: int) -> None:
+    """What ChartMogul itself did to a seeded customer: merged it with a record of another data source,
+    auto-churned it (Cancelled only). Each adds its system tag."""
+    if rand() < sh.merged_share:
+        others = [(ds, w) for ds, w in zip(sh.data_sources, sh.ds_weights, strict=True)
+                  if w and ds[0] != doc["data_source_uuid"]]  # fmt: skip
+        ds_uuid, _, system = _weighted(rand, others)
+        merge_record(doc, [ds_uuid], [f"{system.lower()}_{seed}_{i}_merged"])
+    if doc["status"] == "Cancelled" and rand() < sh.auto_churned_share:
+        add_tag(doc, AUTO_CHURNED_TAG)
+
+
+def _weighted(rand: Rand, weighted: list[tuple[tuple, int]]) -> tuple:
+    """One item of (item, weight) pairs, drawn in proportion to the weights."""
+    pick = rand() * sum(w for _, w in weighted)
+    for item, weight in weighted:
+        pick -= weight
+        if pick < 0:
+            return item
+    return weighted[-1][0]
+
+
+def merge_record(doc: dict, data_source_uuids: list[str], external_ids: list[str]) -> None:
+    """`doc` absorbs customer records of other data sources, as ChartMogul's merge does: their data sources
+    and external ids join data_source_uuids and external_ids (the primary's stay first) and the customer
+    gets the `merged-customer` tag."""
+    doc["data_source_uuids"] = list(
+        dict.fromkeys([*(doc.get("data_source_uuids") or []), *data_source_uuids])
+    )
+    doc["external_ids"] = list(dict.fromkeys([*(doc.get("external_ids") or []), *external_ids]))
+    add_tag(doc, MERGED_TAG)
+
+
+def add_tag(doc: dict, tag: str) -> None:
+    attributes = doc.get("attributes")
+    if not isinstance(attributes, dict):
+        attributes = doc["attributes"] = {"tags": [], "custom": {}, "stripe": {}}
+    if not isinstance(attributes.get("tags"), list):
+        attributes["tags"] = []
+    if tag not in attributes["tags"]:
+        attributes["tags"].append(tag)
 
 
 def _customer(rng: random.Random, seed: int, cid: int, i: int, pick: tuple) -> dict:
     """Customer number `i` of a seed's draw, with id `cid`."""
     rand = rng.random
-    ds_index, status, first, last, word, suffix, us_city, other_city, channel, ntags = pick
-    ds_uuid, _, system = DATA_SOURCES[ds_index]
+    (ds_uuid, _, system), status, first, last, word, suffix, us_city, other_city, channel, ntags = pick
     h = f"{rng.getrandbits(128):032x}"
     cuuid = f"cus_{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
     external_id = f"cus_{h[20:]}{i:x}" if system == "Stripe" else f"{system.lower()}_{seed}_{i}"

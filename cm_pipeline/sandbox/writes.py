@@ -68,7 +68,7 @@ def create_customer(store: Store, body: Any) -> dict:
         if store.find_external(ds["uuid"], body["external_id"]) is not None:
             raise duplicate_external_id()
         attrs.check_type_conflicts(items, store.definitions)
-        attrs.define(items, store.definitions)
+        store.define({key: attr_type for key, attr_type, _ in items})
         cid = store.next_id
         doc = new_customer(
             cid, store.new_uuid(), ds, body["external_id"], body.get("company") or body.get("name")
@@ -183,7 +183,7 @@ def add_custom_by_email(store: Store, body: Any) -> list[dict]:
         ids = store.ids_with_email(email)
         if not ids:
             raise no_customer_with_email(email)
-        attrs.define(items, store.definitions)
+        store.define({key: attr_type for key, attr_type, _ in items})
         entries = [_add_custom(store, cid, items) for cid in ids]
         store.writes_applied += 1
         return entries

@@ -24,6 +24,13 @@ def sandbox():
         yield srv
 
 
+@pytest.fixture(scope="module")
+def realistic():
+    """A module-wide realistic account (3000 customers: merged ones, system tags); never change knobs here."""
+    with SandboxServer(customers=3000, seed=11, account="realistic") as srv:
+        yield srv
+
+
 @pytest.fixture
 def fresh_sandbox():
     """A sandbox of its own for one test (30 customers), for knobs and destructive changes."""
@@ -61,6 +68,10 @@ def walk(http, base_url, per_page=200, **filters):
             return entries, pages
         cursor = body["cursor"]
         assert cursor
+
+
+def search(srv, http, email, **params):
+    return http.get(f"{srv.base_url}/customers/search", params={"email": email, **params})
 
 
 def create(srv, http, **body):
