@@ -1,7 +1,7 @@
 """A ChartMogul-compatible local HTTP API for the demo and the tests (stdlib only).
 
     python -m cm_pipeline.sandbox --port 8089 --customers 100000 [--seed 1] [--account uniform|realistic]
-        [--legacy-page-fields on|off] [--api-key K] [--latency-ms L] [--rate-limit RPS]
+        [--state-file PATH] [--legacy-page-fields on|off] [--api-key K] [--latency-ms L] [--rate-limit RPS]
         [--retry-after S] [--max-connections C] [--fault-rate F] [--fault-kinds 500,drop]
         [--fault-phase before|after] [--fault-methods POST,PATCH] [--fault-seed N]
         [--pagination-fault repeat_cursor|rewind_cursor|has_more_without_cursor]
@@ -10,10 +10,10 @@ Base URL http://127.0.0.1:PORT/v1; HTTP Basic with the key as username (any non-
 Routes: GET /v1/customers, GET /v1/customers/search?email=, GET|PATCH /v1/customers/{uuid},
 POST /v1/customers, POST /v1/customers/attributes/custom, GET /v1/data_sources.
 In Python: SandboxServer (in-process thread), SandboxProcess (child process), SandboxControl (/_sandbox/ admin);
-both servers take customers, seed, account, api_key and every knob of faults.Knobs as keywords.
+both servers take customers, seed, account, state_file, api_key and every knob of faults.Knobs as keywords.
 Inside: server.py (HTTP plumbing, auth, knobs), api.py (/v1 routing), listing.py (list, search, data sources),
 writes.py (the API's writes), admin.py (/_sandbox/ routes and writes), store.py (account state, indexes),
-paging.py (filters, cursors), validation.py and attributes.py (request checks),
+paging.py (filters, cursors), journal.py (the state file), validation.py and attributes.py (request checks),
 responses.py (bodies, error shapes), faults.py (knobs), seed.py (data, account shapes).
 
 Choices where the reference pages leave room (all deliberate, all tested):
@@ -76,6 +76,9 @@ Choices where the reference pages leave room (all deliberate, all tested):
   and case-sensitive like List Customers' `system`; created_at in the README's form, status "idle"
   ("never_imported" for one with no customers, as ChartMogul's clients' recorded answers show).
   Data sources named by admin-inserted customers are created (system Custom unless given).
+- --state-file PATH: seeding stays as it is, then the journal of every change since is replayed (resulting
+  documents, not requests: no validation or clock on replay); a file of another seed, size or account is
+  refused. Without it nothing is kept. See journal.py.
 """
 
 from cm_pipeline.sandbox.app import SandboxServer

@@ -46,6 +46,14 @@ def _account_flags(p: argparse.ArgumentParser) -> None:
         "one, merged customers and ChartMogul's system tags); see cm_pipeline.sandbox.seed",
     )
     p.add_argument(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help="keep the account's changes in PATH (JSON lines): a start replays them after seeding, so a "
+        "second start with the same file, seed, customers and account serves the state the first left "
+        "(see cm_pipeline.sandbox.journal); default: nothing kept",
+    )
+    p.add_argument(
         "--legacy-page-fields",
         default="on",
         choices=tuple(ON_OFF),
@@ -97,15 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             max_connections=a.max_connections, fault_rate=a.fault_rate, fault_kinds=a.fault_kinds,
             fault_phase=a.fault_phase, fault_methods=a.fault_methods, fault_seed=a.fault_seed,
             pagination_fault=a.pagination_fault, legacy_page_fields=ON_OFF[a.legacy_page_fields],
-            account=a.account,
+            account=a.account, state_file=a.state_file,
         )  # fmt: skip
         server.start()
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{READY_PREFIX}{server.base_url}", flush=True)
+    kept = f", {server.replayed} changes replayed from {a.state_file}" if a.state_file else ""
     print(
-        f"sandbox: {a.customers} customers ({a.account} account, seed {a.seed}) ready in "
+        f"sandbox: {a.customers} customers ({a.account} account, seed {a.seed}{kept}) ready in "
         f"{time.perf_counter() - started:.2f}s at {server.base_url}; Ctrl-C to stop",
         file=sys.stderr,
         flush=True,

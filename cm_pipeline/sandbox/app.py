@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 from cm_pipeline.sandbox.control import SandboxControl
 from cm_pipeline.sandbox.faults import Knobs, validated_knobs
+from cm_pipeline.sandbox.journal import StateFile
 from cm_pipeline.sandbox.seed import shape
 from cm_pipeline.sandbox.server import SandboxHTTPServer
 from cm_pipeline.sandbox.store import Store
@@ -16,6 +18,8 @@ class SandboxServer:
     """A ChartMogul-compatible API on 127.0.0.1 (threaded).
 
     customers, seed, account ("uniform" or "realistic", see seed.py): what is seeded at start.
+    state_file: a path; the changes of earlier starts with the same file (and seed, customers, account)
+      are replayed after seeding, and each change is appended to it (see journal.py). None: no file.
     knobs (latency_ms, rate_limit_rps, legacy_page_fields, fault_*, ...): see cm_pipeline.sandbox.faults.
     """
 
@@ -27,16 +31,20 @@ class SandboxServer:
         port: int = 0,
         host: str = "127.0.0.1",
         account: str = "uniform",
+        state_file: str | os.PathLike | None = None,
         **knobs: Any,
     ):
         self.customers = customers
         self.seed = seed
         self.account = shape(account).name
+        self.state_file = state_file
         self.host = host
         self.port = port
         self._api_key = api_key
         self._knobs = validated_knobs(Knobs(), knobs)
         self.store: Store | None = None
+        self.replayed = 0  # changes replayed from state_file at the last start
+        self._journal: StateFile | None = None
         self._httpd: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -50,7 +58,16 @@ class SandboxServer:
         if self._httpd is not None:
             return self
         self.store = Store(self.customers, self.seed, self.account)
-        self._httpd = SandboxHTTPServer((self.host, self.port), self.store, self._knobs, self._api_key)
+        if self.state_file is not None:
+            self._journal = StateFile(self.state_file, self.store, self.seed, self.customers)
+            self.replayed = self._journal.replayed
+        try:
+            self._httpd = SandboxHTTPServer((self.host, self.port), self.store, self._knobs, self._api_key)
+        except OSError:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            raise
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="cm-sandbox", daemon=True
@@ -75,6 +92,9 @@ class SandboxServer:
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def __enter__(self) -> SandboxServer:
         return self.start()

@@ -24,6 +24,7 @@ def cli_args(
     host: str,
     knobs: dict,
     account: str = "uniform",
+    state_file: str | os.PathLike | None = None,
 ) -> list[str]:
     """The `python -m cm_pipeline.sandbox` arguments of these settings (knobs validated first)."""
     args = ["--port", str(port), "--customers", str(customers), "--seed", str(seed), "--host", host]
@@ -43,12 +44,14 @@ def cli_args(
                 value = "on" if value else "off"
             args += [flags[name], ",".join(value) if isinstance(value, list) else str(value)]
     args += ["--account", shape(account).name]
+    if state_file is not None:
+        args += ["--state-file", os.fspath(state_file)]
     return args
 
 
 class SandboxProcess:
     """Runs the sandbox as a subprocess on a free port; start() returns once /_sandbox/health answers.
-    Takes SandboxServer's arguments (account, knobs)."""
+    Takes SandboxServer's arguments (account, state_file, knobs); a state file survives a SIGKILL."""
 
     def __init__(
         self,
@@ -59,6 +62,7 @@ class SandboxProcess:
         host: str = "127.0.0.1",
         startup_timeout: float = 180.0,
         account: str = "uniform",
+        state_file: str | os.PathLike | None = None,
         **knobs: Any,
     ):
         self.customers = customers
@@ -67,7 +71,7 @@ class SandboxProcess:
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
-        self._args = cli_args(customers, seed, api_key, port, host, knobs, account)
+        self._args = cli_args(customers, seed, api_key, port, host, knobs, account, state_file)
         self._proc: subprocess.Popen | None = None
         self._drain: threading.Thread | None = None
         self._base_url: str | None = None

@@ -58,7 +58,7 @@ def test_cli_flag_and_process_kwarg():
     assert args[args.index("--legacy-page-fields") + 1] == "off"
     assert args[args.index("--account") + 1] == "realistic"
     parsed = parse_args(args)
-    assert parsed.legacy_page_fields == "off" and parsed.account == "realistic"
+    assert parsed.legacy_page_fields == "off" and parsed.account == "realistic" and parsed.state_file is None
     with pytest.raises(SystemExit):
         parse_args(["--legacy-page-fields", "maybe"])
     with SandboxProcess(customers=20, seed=1, legacy_page_fields=False, account="realistic") as proc:
@@ -71,5 +71,5 @@ def test_help_names_the_new_flags(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--account {uniform,realistic}", "--legacy-page-fields {on,off}"):
+    for flag in ("--account {uniform,realistic}", "--state-file PATH", "--legacy-page-fields {on,off}"):
         assert flag in text, flag
