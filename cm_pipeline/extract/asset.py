@@ -99,7 +99,11 @@ class ExtractConfig(dg.Config):
         description="Share of the live customers above which a status is split (0-1); unset: 1/max_workers.",
     )
     full_refresh: bool = Field(
-        default=False, description="Discard any unfinished pass and its checkpoints and start over."
+        default=False,
+        description=(
+            "Discard any unfinished pass and start over, and compare every row column by column with what"
+            " the API answered, whatever the cached hashes say: every row that differs is rewritten."
+        ),
     )
     resume_max_age_hours: float = Field(
         default=24.0,
@@ -144,6 +148,7 @@ def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
         "unchanged": pub.unchanged,
         "deleted": pub.deleted,
         "undeleted": pub.undeleted,
+        "kept_newer": pub.kept_newer,
         "pages": result.pages,
         "customers_fetched": result.customers_fetched,
         "duration_seconds": dg.FloatMetadataValue(round(result.duration_seconds, 3)),

@@ -6,7 +6,12 @@ import sqlalchemy as sa
 
 from cm_pipeline.extract.asset import chartmogul_customers
 from cm_pipeline.resources import WarehouseResource
-from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE, DELETION_CHECKS_TABLE, PUBLISH_LOG_TABLE
+from cm_pipeline.warehouse.schema import (
+    CUSTOMERS_TABLE,
+    DELETION_CHECKS_TABLE,
+    PUBLISH_LOG_TABLE,
+    VERSIONS_TABLE,
+)
 
 
 def _missing_table(conn, table: str) -> bool:
@@ -88,7 +93,40 @@ def customers_no_unverified_disappearance(warehouse: WarehouseResource) -> dg.As
     )
 
 
+@dg.asset_check(asset=chartmogul_customers)
+def customers_match_their_last_write(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every row is as cm_pipeline last wrote it: none was edited by hand or by another tool since."""
+    engine = warehouse.get_engine()
+    try:
+        with engine.connect() as conn:
+            for table in (CUSTOMERS_TABLE, VERSIONS_TABLE):
+                if _missing_table(conn, table):
+                    return dg.AssetCheckResult(passed=False, description=f"{table} does not exist yet")
+            drifted = (
+                conn.execute(
+                    sa.text(
+                        f"SELECT c.uuid FROM {CUSTOMERS_TABLE} c LEFT JOIN {VERSIONS_TABLE} v USING (uuid)"
+                        " WHERE v.uuid IS NULL OR v.row_xmin IS DISTINCT FROM c.xmin ORDER BY c.uuid"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        engine.dispose()
+    return dg.AssetCheckResult(
+        passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rows_changed_outside": len(drifted), "examples": dg.MetadataValue.json(drifted[:10])},
+        description=None
+        if not drifted
+        else f"{len(drifted)} row(s) were changed outside cm_pipeline since it wrote them; the next refresh"
+        " compares them column by column with the API and repairs them",
+    )
+
+
 EXTRACT_CHECKS = [
     customers_uuid_unique_and_not_null,
     customers_no_unverified_disappearance,
+    customers_match_their_last_write,
 ]

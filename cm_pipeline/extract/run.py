@@ -174,13 +174,20 @@ class Extraction:
             self.options.progress_interval,
             lambda: f"extract: publishing: {staged} staged rows, {time.monotonic() - started:.0f} s elapsed",
         ):
-            result = publish(self.engine, the_pass.pass_id, self.checks)
+            result = publish(
+                self.engine, the_pass.pass_id, self.checks, compare_all=self.options.full_refresh
+            )
             clear_staging(self.engine, the_pass.pass_id)
         outcome = self._result(result)
         self.log.info(
             f"extract: published pass {outcome.pass_id} in {outcome.duration_seconds:.1f} s: {result.inserted}"
             f" inserted, {result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted,"
             f" {result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
+            + (
+                f"; {result.kept_newer} kept as a push wrote them after their page was fetched"
+                if result.kept_newer
+                else ""
+            )
         )
         if result.rejected:
             self.log.warning(

@@ -33,7 +33,7 @@ def apply(group: EmailGroup, row: RowRun, known: ByEmailKnown) -> None:
         return
     entries, status = sent
     for got in entries:
-        write_attributes(row.engine, got)
+        write_attributes(row.engine, got, row.answered_ns)
     if not entries:
         row.stop(
             "failed", payload=payload, http_status=status, error="the API matched no customer with this email"

@@ -43,7 +43,7 @@ def apply(new: NewCustomer, row: RowRun, known: CreatesKnown) -> None:
             row.log("dry_run", payload=new.body)
         return
     result, _ = row.call(row.client.create_customer, new.body, payload=new.body)
-    write_entries(row.engine, [result.customer])
+    write_entries(row.engine, [result.customer], row.answered_ns)
     if result.created:
         row.log("applied", payload=new.body, http_status=result.status)
     else:  # the POST answered "external_id already exists" (its status is kept), then a lookup found it

@@ -33,6 +33,7 @@ from cm_pipeline.chartmogul.errors import (
 )
 from cm_pipeline.push.decide import Decision, Settled
 from cm_pipeline.push.push_log import LogEntry, record
+from cm_pipeline.warehouse.staging import FETCH_CLOCK
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class RowRun:
         self.engine, self.client, self.dry_run = engine, client, dry_run
         self._sink, self._kind, self._item = sink, kind, item
         self.started = datetime.now(timezone.utc)
+        self.answered_ns: int | None = None  # when the last answer arrived (FETCH_CLOCK): latest wins
 
     def log(self, outcome: str, **kw: Any) -> None:
         """Record one outcome of this item now; the next entry's clock starts here."""
@@ -142,7 +144,9 @@ class RowRun:
         the API refused the values (404: `not_found` names what), failed when it may pass next run.
         `what` prefixes the error, e.g. "PATCH" -> "PATCH failed: ..."."""
         try:
-            return fn(*args), self.client.last_status
+            answer = fn(*args)
+            self.answered_ns = FETCH_CLOCK.reserve(1)
+            return answer, self.client.last_status
         except ValueError as err:  # refused by the client before sending
             self.stop("rejected", payload=payload, error=str(err))
         except ChartMogulError as err:

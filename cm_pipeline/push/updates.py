@@ -77,7 +77,9 @@ def apply(req: UpdateRequest, row: RowRun, known: UpdatesKnown) -> None:
     body = patch_body(tags, custom, changes)
     if body is None:
         if not row.dry_run:
-            write_entries(row.engine, [live])  # the warehouse was stale; ChartMogul already matches
+            write_entries(
+                row.engine, [live], row.answered_ns
+            )  # the warehouse was stale; ChartMogul already matches
         row.log("unchanged", http_status=status)
         return
     with known.lock:
@@ -94,7 +96,7 @@ def apply(req: UpdateRequest, row: RowRun, known: UpdatesKnown) -> None:
     response, status = sent
     note = "the PATCH was sent; its answer was not written back"
     got = _well_formed(row, response, uuid, f"PATCH /customers/{uuid} answer", status, note, body)
-    write_entries(row.engine, [response])
+    write_entries(row.engine, [response], row.answered_ns)
     want = body["attributes"]
     if not state_equal(*got, want["tags"], want["custom"], stored_types(changes, want["custom"])):
         error = "PATCH answered, but the customer's tags/custom attributes differ from what was sent"
@@ -123,7 +125,7 @@ def _create_keys(
         for i, e in enumerate(entries)
     ]
     for got in entries:
-        write_attributes(row.engine, got)
+        write_attributes(row.engine, got, row.answered_ns)
     others = [e["uuid"] for e in entries if e["uuid"] != req.customer_uuid]
     if others or not entries:
         row.stop(

@@ -3,6 +3,8 @@
 Two writers feed the table, both through the mapping of mapping.py (Python types, SQL derives the rest):
 - the extraction's publish (`upsert_staged`, `mark_deleted`), inside the publish transaction;
 - the push's write-back of what the API answered (`write_entries`, `write_attributes`).
+Both record in cm_pipeline.customer_versions when the answer a row holds arrived, and the later answer
+wins: a page fetched before a write-back never reverts it (publish.py skips such staged entries).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from cm_pipeline.warehouse.mapping import (
     TYPED_COLUMNS,
     FieldProblem,
     mapped_columns_sql,
-    prepare_entry,
+    prepare_written,
+    text_md5,
 )
-from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS, CUSTOMERS_TABLE, STAGING_TABLE
+from cm_pipeline.warehouse.schema import CUSTOMER_DATA_COLUMNS, CUSTOMERS_TABLE, STAGING_TABLE, VERSIONS_TABLE
+from cm_pipeline.warehouse.staging import FETCH_CLOCK
 
 _DATA_COLS = ", ".join(CUSTOMER_DATA_COLUMNS)
 _UPDATABLE = [c for c in CUSTOMER_DATA_COLUMNS if c != "uuid"]
@@ -34,33 +38,36 @@ _UPSERT = (
 )
 
 
-def differs_sql(new: str, remap: bool) -> str:
+def differs_sql(new: str, every_column: bool) -> str:
     """SQL true when the row `new` differs from the published row `c`: by raw (every other column is
-    derived from it), or by every mapped column after a mapping change (`remap`)."""
-    if remap:
+    derived from it), or, with `every_column`, by any mapped column (a row edited outside cm_pipeline, a
+    mapping change or a full refresh: its raw may be right while a derived column is not)."""
+    if every_column:
         return " OR ".join(f"c.{col} IS DISTINCT FROM {new}.{col}" for col in _UPDATABLE)
     return f"c.raw IS DISTINCT FROM {new}.raw"
 
 
-def upsert_staged(cur, candidates_table: str, remap: bool) -> tuple[int, int, int]:
-    """Publish the staged rows listed in `candidates_table` (fetch_seq): insert new customers, update
-    changed or deleted ones, leave the rest untouched (not even locked). (inserted, updated, undeleted)."""
+def upsert_staged(cur, candidates_table: str) -> tuple[int, int, int]:
+    """Publish the staged rows listed in `candidates_table` (fetch_seq, full_compare): insert new
+    customers, update changed or deleted ones (compared by raw, or by every column where full_compare),
+    leave the rest untouched (not even locked). (inserted, updated, undeleted)."""
     typed = ", ".join(f"s.{c}" for c in TYPED_COLUMNS)
+    differs = f"CASE WHEN m.full_compare THEN {differs_sql('m', True)} ELSE {differs_sql('m', False)} END"
     changed = (
         f"SELECT m.*, c.deleted_at IS NOT NULL AS was_deleted FROM mapped m"
         f" LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
-        f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs_sql('m', remap)}"
+        f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs}"
     )
     upsert = _UPSERT.format(columns=_DATA_COLS, source="changed")
     cur.execute(
         # OFFSET 0 fences the subquery: the planner can't join staging to customers first and parse rows
         # that are not candidates. was_deleted: the upsert always rewrites a row flagged deleted, so those
         # are the customers it brings back.
-        f"WITH staged AS (SELECT s.uuid, {typed}, s.raw::jsonb AS raw FROM {candidates_table} k"
+        f"WITH staged AS (SELECT s.uuid, {typed}, s.raw::jsonb AS raw, k.full_compare FROM {candidates_table} k"
         f" JOIN {STAGING_TABLE} s USING (fetch_seq) OFFSET 0),"
-        f" mapped AS (SELECT {mapped_columns_sql('l')} FROM staged l),"
+        f" mapped AS (SELECT {mapped_columns_sql('l')}, l.full_compare FROM staged l),"
         f" changed AS ({changed}),"
-        f" up AS ({upsert} WHERE c.deleted_at IS NOT NULL OR {differs_sql('EXCLUDED', remap)}"
+        f" up AS ({upsert} WHERE c.deleted_at IS NOT NULL OR {differs_sql('EXCLUDED', True)}"
         " RETURNING (xmax = 0) AS inserted)"
         " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
         " (SELECT count(*) FROM changed WHERE was_deleted) FROM up"
@@ -69,16 +76,20 @@ def upsert_staged(cur, candidates_table: str, remap: bool) -> tuple[int, int, in
 
 
 def mark_deleted(cur, uuids: Sequence[str], pass_id: int) -> int:
-    """Set deleted_at on live customers among `uuids` that the pass did not stage; how many."""
+    """Set deleted_at on live customers among `uuids` that the pass did not stage; how many. Their new row
+    versions are recorded as cm_pipeline's own writes."""
     if not uuids:
         return 0
     cur.execute(
-        f"UPDATE {CUSTOMERS_TABLE} c SET deleted_at = now(), synced_at = now()"
+        f"WITH gone AS (UPDATE {CUSTOMERS_TABLE} c SET deleted_at = now(), synced_at = now()"
         " WHERE c.uuid = ANY(%s) AND c.deleted_at IS NULL"
-        f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)",
+        f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.pass_id = %s AND s.uuid = c.uuid)"
+        " RETURNING c.uuid, c.xmin),"
+        f" versions AS (UPDATE {VERSIONS_TABLE} v SET row_xmin = gone.xmin FROM gone WHERE v.uuid = gone.uuid)"
+        " SELECT count(*) FROM gone",
         (list(uuids), pass_id),
     )
-    return cur.rowcount
+    return cur.fetchone()[0]
 
 
 def totals(cur) -> tuple[int, int, int]:
@@ -91,55 +102,92 @@ def totals(cur) -> tuple[int, int, int]:
     return rows, live, int(mrr)
 
 
-def write_entries(engine: Engine, entries: Sequence[Any]) -> list[FieldProblem]:
+def write_entries(
+    engine: Engine, entries: Sequence[Any], fetched_ns: int | None = None
+) -> list[FieldProblem]:
     """Store full customer entries the API answered (PATCH, create, GET) as rows; the field problems met.
 
-    Each entry is mapped exactly as the publish maps it. An entry without a usable uuid raises RowRejected.
+    Each entry is mapped exactly as the publish maps it. `fetched_ns`: when the answer arrived
+    (staging.FETCH_CLOCK, taken as it arrived; default now). Latest wins: a row already written from a later answer is left as it
+    is. An entry without a usable uuid raises RowRejected.
     """
-    prepared = [prepare_entry(e) for e in entries]
+    fetched = fetched_ns if fetched_ns is not None else FETCH_CLOCK.reserve(1)
+    prepared = {p.uuid: p for p in map(prepare_written, entries)}  # the last answer for a uuid counts
     if not prepared:
         return []
-    names = ", ".join(("uuid", *TYPED_COLUMNS, "raw"))
-    casts = ("bigint",) * 3 + ("timestamptz",) * 3
-    template = "(%s, " + ", ".join(f"%s::{t}" for t in casts) + ", %s::jsonb)"
-    source = f"(VALUES %s) AS l({names})"
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
-            execute_values(
-                cur,
-                _UPSERT.format(columns=mapped_columns_sql("l"), source=source),
-                [(p.uuid, *p.typed, p.raw) for p in prepared],
-                template=template,
+            cur.execute(
+                f"SELECT uuid FROM {VERSIONS_TABLE} WHERE uuid = ANY(%s) AND fetched_seq > %s FOR UPDATE",
+                (list(prepared), fetched),
             )
+            newer = {r[0] for r in cur.fetchall()}
+            rows = [(p.uuid, *p.typed, p.raw) for p in prepared.values() if p.uuid not in newer]
+            if rows:
+                written = execute_values(cur, _WRITE_SQL, rows, template=_WRITE_TEMPLATE, fetch=True)
+                _remember_versions(cur, [(u, fetched, text_md5(prepared[u].raw), x) for u, x in written])
         conn.commit()
     finally:
         conn.close()
-    return [problem for p in prepared for problem in p.problems]
+    return [problem for p in prepared.values() for problem in p.problems]
 
 
-def write_attributes(engine: Engine, entry: dict) -> None:
-    """Store tags and custom attributes from a partial entry (add-by-email answer) into its row."""
+def _remember_versions(cur, versions: list[tuple[str, int, str, str]]) -> None:
+    """Record (uuid, fetched_seq, raw_md5, row_xmin) for rows just written."""
+    execute_values(
+        cur,
+        f"INSERT INTO {VERSIONS_TABLE} (uuid, fetched_seq, raw_md5, row_xmin) VALUES %s ON CONFLICT (uuid)"
+        " DO UPDATE SET fetched_seq = EXCLUDED.fetched_seq, raw_md5 = EXCLUDED.raw_md5, row_xmin = EXCLUDED.row_xmin",
+        versions,
+        template="(%s, %s, %s, %s::xid)",
+    )
+
+
+_WRITE_SQL = (
+    _UPSERT.format(
+        columns=mapped_columns_sql("l"),
+        source=f"(VALUES %s) AS l({', '.join(('uuid', *TYPED_COLUMNS, 'raw'))})",
+    )
+    + " RETURNING c.uuid, c.xmin::text"
+)
+_WRITE_TEMPLATE = (
+    "(%s, %s::bigint, %s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::jsonb)"
+)
+
+
+def write_attributes(engine: Engine, entry: dict, fetched_ns: int | None = None) -> None:
+    """Store tags and custom attributes from a partial entry (add-by-email answer) into its row, unless
+    the row was written from a later answer. Its staged text is unknown, so the next pass compares it."""
     attributes = entry.get("attributes") if isinstance(entry, dict) else None
     if not isinstance(attributes, dict) or not entry.get("uuid"):
         return
+    fetched = fetched_ns if fetched_ns is not None else FETCH_CLOCK.reserve(1)
     tags, custom = attributes.get("tags"), attributes.get("custom")
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE {CUSTOMERS_TABLE} SET "
-                "tags = coalesce(CAST(:tags AS jsonb), tags), "
-                "custom_attributes = coalesce(CAST(:custom AS jsonb), custom_attributes), "
-                "raw = jsonb_set(raw, '{attributes}', coalesce(raw->'attributes', '{}'::jsonb) || CAST(:attrs AS jsonb)), "
-                "synced_at = now() WHERE uuid = :uuid"
-            ),
-            {
-                "uuid": entry["uuid"],
-                "tags": json.dumps(tags) if isinstance(tags, list) else None,
-                "custom": json.dumps(custom) if isinstance(custom, dict) else None,
-                "attrs": json.dumps(attributes, default=str),
-            },
-        )
+    params = {
+        "uuid": entry["uuid"],
+        "tags": json.dumps(tags) if isinstance(tags, list) else None,
+        "custom": json.dumps(custom) if isinstance(custom, dict) else None,
+        "attrs": json.dumps(attributes, default=str),
+        "fetched": fetched,
+    }
+    conn = raw_connection(engine)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"UPDATE {CUSTOMERS_TABLE} c SET tags = coalesce(%(tags)s::jsonb, tags),"
+                " custom_attributes = coalesce(%(custom)s::jsonb, custom_attributes),"
+                " raw = jsonb_set(raw, '{attributes}', coalesce(raw->'attributes', '{}'::jsonb) || %(attrs)s::jsonb),"
+                f" synced_at = now() WHERE uuid = %(uuid)s AND NOT EXISTS (SELECT 1 FROM {VERSIONS_TABLE} v"
+                " WHERE v.uuid = c.uuid AND v.fetched_seq > %(fetched)s) RETURNING c.uuid, c.xmin::text",
+                params,
+            )
+            written = cur.fetchall()
+            if written:
+                _remember_versions(cur, [(u, fetched, "", x) for u, x in written])
+        conn.commit()
+    finally:
+        conn.close()
 
 
 # ---- reads ----------------------------------------------------------------------------------------

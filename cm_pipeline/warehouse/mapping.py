@@ -274,6 +274,22 @@ def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
     return PreparedEntry(uuid, typed, raw, problems)
 
 
+def prepare_written(entry: Any) -> PreparedEntry:
+    """`prepare_entry` for an entry written on its own (the push's write-back): the same text the bulk
+    loader stages for it (so the same md5), made thorough only if the fast text cannot be encoded."""
+    prepared = prepare_entry(entry, thorough=False)
+    try:
+        prepared.raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate the fast path keeps: replace it, as the loader does
+        prepared = prepare_entry(entry, thorough=True)
+    return prepared
+
+
+def text_md5(text: str) -> str:
+    """md5 of an entry's staged text: what tells an unchanged entry from a changed one."""
+    return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+
+
 def _has_bad_chars(value: Any) -> bool:
     if isinstance(value, str):
         return bool(_BAD_CHARS.search(value))

@@ -1,11 +1,13 @@
 """The publish: ONE transaction that makes a finished pass the table readers see.
 
-It dedupes staging by uuid (latest fetch wins), keeps only candidates (new, flagged deleted, or whose
-staged text's md5 differs from the one they were last published from; a missing hash, or a customers row
-rewritten since by anything else, also makes a candidate), upserts the candidates whose data differ
-(customers.py), marks verified deletions, logs the deletion checks and the publish, and closes the pass.
-After a mapping change (MAPPING_VERSION differs from the last publish's) every staged customer is a
-candidate and every mapped column is compared instead of raw, once.
+It dedupes staging by uuid (latest fetch wins), drops entries fetched before the row's last write (a
+push's write-back answered later: latest wins across writers), keeps only candidates (new, flagged
+deleted, or whose staged text's md5 differs from the one the row was last written from; a missing
+version, or a row rewritten since by anything else, also makes a candidate), upserts the candidates whose
+data differ (customers.py), marks verified deletions, logs the deletion checks and the publish, and
+closes the pass. A row rewritten outside cm_pipeline (its xmin is not the one recorded), a mapping
+change (MAPPING_VERSION differs from the last publish's) or a full refresh compare every mapped column,
+not just raw, so whatever the table holds is repaired.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from cm_pipeline.warehouse.mapping import MAPPING_VERSION
 from cm_pipeline.warehouse.schema import (
     CUSTOMERS_TABLE,
     DELETION_CHECKS_TABLE,
-    HASHES_TABLE,
     PASSES_TABLE,
     PUBLISH_LOG_TABLE,
     REJECTS_TABLE,
     STAGING_TABLE,
+    VERSIONS_TABLE,
 )
 
 _CANDIDATES = "_publish_candidates"  # temporary, dropped at commit
@@ -55,6 +57,7 @@ class PublishResult:
     live_count: int
     total_mrr_cents: int
     rejected: int = 0  # staged entries whose text Postgres could not parse (see extract_rejects)
+    kept_newer: int = 0  # staged entries fetched before their row's last write-back: the row was kept
 
 
 def _running_pass_filters(cur, pass_id: int) -> dict:
@@ -71,29 +74,35 @@ def _needs_remap(cur) -> bool:
     return last is not None and last[0] != MAPPING_VERSION
 
 
-def _choose_candidates(cur, pass_id: int, remap: bool) -> int:
-    """Fill the candidates table (latest fetch per uuid, only those worth parsing); customers seen."""
+def _choose_candidates(cur, pass_id: int, compare_all: bool) -> tuple[int, int]:
+    """Fill the candidates table (latest fetch per uuid, only those worth parsing, and whether each is
+    compared column by column); (customers seen, entries older than their row's last write)."""
     cur.execute(
         f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
-        " raw_md5 text NOT NULL) ON COMMIT DROP"
+        " raw_md5 text NOT NULL, full_compare boolean NOT NULL) ON COMMIT DROP"
     )
+    drifted = "v.uuid IS NULL OR v.row_xmin IS DISTINCT FROM c.xmin"
     cur.execute(
         f"WITH latest AS (SELECT s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s"
-        f" JOIN (SELECT max(fetch_seq) AS fetch_seq FROM {STAGING_TABLE} WHERE pass_id = %s"
+        f" JOIN (SELECT max(fetch_seq) AS fetch_seq FROM {STAGING_TABLE} WHERE pass_id = %(pass)s"
         " GROUP BY uuid) k USING (fetch_seq)),"
-        f" candidates AS (INSERT INTO {_CANDIDATES} SELECT l.fetch_seq, l.uuid, l.raw_md5 FROM latest l"
-        f" LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = l.uuid LEFT JOIN {HASHES_TABLE} h ON h.uuid = l.uuid"
-        " WHERE %s OR c.uuid IS NULL OR c.deleted_at IS NOT NULL OR h.uuid IS NULL"
-        " OR h.raw_md5 <> l.raw_md5 OR h.row_xmin IS DISTINCT FROM c.xmin RETURNING 1)"
-        " SELECT (SELECT count(*) FROM latest), (SELECT count(*) FROM candidates)",
-        (pass_id, remap),
+        f" judged AS (SELECT l.*, c.uuid IS NULL OR c.deleted_at IS NOT NULL AS absent, {drifted} AS drifted,"
+        " v.raw_md5 IS DISTINCT FROM l.raw_md5 AS changed, l.fetch_seq < v.fetched_seq AS older"
+        f" FROM latest l LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = l.uuid"
+        f" LEFT JOIN {VERSIONS_TABLE} v ON v.uuid = l.uuid),"
+        f" candidates AS (INSERT INTO {_CANDIDATES} SELECT fetch_seq, uuid, raw_md5,"
+        " %(all)s OR (drifted AND NOT absent) FROM judged"
+        " WHERE NOT coalesce(older, false) AND (%(all)s OR absent OR drifted OR changed) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM latest), (SELECT count(*) FROM judged WHERE older),"
+        " (SELECT count(*) FROM candidates)",
+        {"pass": pass_id, "all": compare_all},
     )
-    seen, _ = cur.fetchone()
+    seen, older, _ = cur.fetchone()
     cur.execute(f"ANALYZE {_CANDIDATES}")
-    return seen
+    return seen, older
 
 
-def _upsert(cur, remap: bool) -> tuple[int, int, int, int]:
+def _upsert(cur) -> tuple[int, int, int, int]:
     """Upsert the candidates; raw is staged as text without being parsed, so an entry text Postgres
     refuses as jsonb (valid by construction, never expected) is set aside and recorded rather than sinking
     the publish. (inserted, updated, undeleted, set aside)."""
@@ -101,7 +110,7 @@ def _upsert(cur, remap: bool) -> tuple[int, int, int, int]:
     while True:
         cur.execute("SAVEPOINT upsert")
         try:
-            counts = customers.upsert_staged(cur, _CANDIDATES, remap)
+            counts = customers.upsert_staged(cur, _CANDIDATES)
             cur.execute("RELEASE SAVEPOINT upsert")
             return (*counts, rejected)
         except psycopg2.DataError:
@@ -112,13 +121,14 @@ def _upsert(cur, remap: bool) -> tuple[int, int, int, int]:
             rejected += bad
 
 
-def _remember_hashes(cur) -> None:
-    """Every candidate is now published as its staged text: keep that text's md5 and the row version it
-    was checked against (a later statement sees this transaction's new versions)."""
+def _remember_versions(cur) -> None:
+    """Every candidate now holds its staged entry: keep when it was fetched, its text's md5 and the row
+    version it was checked against (a later statement sees this transaction's new versions)."""
     cur.execute(
-        f"INSERT INTO {HASHES_TABLE} AS h (uuid, raw_md5, row_xmin)"
-        f" SELECT k.uuid, k.raw_md5, c.xmin FROM {_CANDIDATES} k JOIN {CUSTOMERS_TABLE} c USING (uuid)"
-        " ON CONFLICT (uuid) DO UPDATE SET raw_md5 = EXCLUDED.raw_md5, row_xmin = EXCLUDED.row_xmin"
+        f"INSERT INTO {VERSIONS_TABLE} AS v (uuid, fetched_seq, raw_md5, row_xmin)"
+        f" SELECT k.uuid, k.fetch_seq, k.raw_md5, c.xmin FROM {_CANDIDATES} k JOIN {CUSTOMERS_TABLE} c USING (uuid)"
+        " ON CONFLICT (uuid) DO UPDATE SET fetched_seq = EXCLUDED.fetched_seq, raw_md5 = EXCLUDED.raw_md5,"
+        " row_xmin = EXCLUDED.row_xmin"
     )
 
 
@@ -142,8 +152,14 @@ def _log(cur, pass_id: int, filters: dict, result: PublishResult, checks: Sequen
     )
 
 
-def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) -> PublishResult:
-    """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass."""
+def publish(
+    engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = (), *, compare_all: bool = False
+) -> PublishResult:
+    """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass.
+
+    `compare_all` (a full refresh): every staged customer is compared column by column with its row,
+    whatever the versions say, so every row that differs from the API's answer is rewritten.
+    """
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
@@ -151,25 +167,16 @@ def publish(engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = ()) 
             cur.execute("SET LOCAL jit = off")  # compiling the mapping expressions costs more than it saves
             filters = _running_pass_filters(cur, pass_id)
             cur.execute(f"ANALYZE {STAGING_TABLE}")  # fresh statistics: it was filled since the last one
-            remap = _needs_remap(cur)
-            seen = _choose_candidates(cur, pass_id, remap)
-            inserted, updated, undeleted, rejected = _upsert(cur, remap)
-            _remember_hashes(cur)
+            seen, older = _choose_candidates(cur, pass_id, compare_all or _needs_remap(cur))
+            inserted, updated, undeleted, rejected = _upsert(cur)
+            _remember_versions(cur)
             deleted = customers.mark_deleted(cur, [c.uuid for c in checks if c.outcome == "deleted"], pass_id)
             row_count, live_count, total_mrr = customers.totals(cur)
-            unchanged = seen - inserted - updated - rejected
+            unchanged = seen - inserted - updated - rejected - older
             result = PublishResult(
-                seen,
-                inserted,
-                updated,
-                unchanged,
-                deleted,
-                undeleted,
-                row_count,
-                live_count,
-                total_mrr,
-                rejected,
+                seen, inserted, updated, unchanged, deleted, undeleted, row_count, live_count, total_mrr
             )
+            result.rejected, result.kept_newer = rejected, older
             _log(cur, pass_id, filters, result, checks)
         conn.commit()
     except BaseException:

@@ -60,16 +60,16 @@ CUSTOMER_DATA_COLUMNS: tuple[str, ...] = tuple(
 
 # The extraction's bookkeeping. Staging and checkpoints are UNLOGGED (no WAL: the staging write is most of
 # a load's I/O); a Postgres crash empties both together, so they stay consistent, and a running pass found
-# without checkpoints starts over (passes.open_pass). The hashes cache is UNLOGGED too: emptied, the next
-# publish compares every entry once. Everything else is an ordinary table.
+# without checkpoints starts over (passes.open_pass). Everything else is an ordinary table.
 PASSES_TABLE = f"{BOOKKEEPING_SCHEMA}.extract_passes"
 CHECKPOINTS_TABLE = f"{BOOKKEEPING_SCHEMA}.extract_checkpoints"
 STAGING_TABLE = f"{BOOKKEEPING_SCHEMA}.customers_staging"
 REJECTS_TABLE = f"{BOOKKEEPING_SCHEMA}.extract_rejects"
-# Per published customer: the md5 of the entry text it was last published from, and the xmin of the
-# customers row it was checked against (a row anything else rewrote since is compared again). A cache: a
-# missing or different row only means the entry is parsed and compared.
-HASHES_TABLE = f"{BOOKKEEPING_SCHEMA}.customer_hashes"
+# Per customer, what its row was last written from, by either writer (customers.py): the moment that
+# answer arrived from ChartMogul (fetched_seq, nanoseconds: latest wins, so a page fetched before a push's
+# write-back never overwrites it), the md5 of the entry text (an unchanged entry is not even parsed), and
+# the row version then (xmin: a row rewritten since by anything else is compared column by column).
+VERSIONS_TABLE = f"{BOOKKEEPING_SCHEMA}.customer_versions"
 # Audit tables readers may query: every deletion verification, and every publish.
 DELETION_CHECKS_TABLE = f"{BOOKKEEPING_SCHEMA}.deletion_checks"
 PUBLISH_LOG_TABLE = f"{BOOKKEEPING_SCHEMA}.publish_log"
@@ -141,8 +141,9 @@ def _extract_ddl() -> list[str]:
 {typed_cols}    raw text NOT NULL,
     raw_md5 text NOT NULL
 )""",
-        f"""CREATE UNLOGGED TABLE IF NOT EXISTS {HASHES_TABLE} (
+        f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
     uuid text PRIMARY KEY,
+    fetched_seq bigint NOT NULL,
     raw_md5 text NOT NULL,
     row_xmin xid
 )""",

@@ -13,14 +13,13 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from hashlib import md5
 from typing import Any
 
 import psycopg2
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse.connection import raw_connection
-from cm_pipeline.warehouse.mapping import FieldProblem, RowRejected, copy_field, prepare_entry
+from cm_pipeline.warehouse.mapping import FieldProblem, RowRejected, copy_field, prepare_entry, text_md5
 from cm_pipeline.warehouse.schema import (
     CHECKPOINTS_TABLE,
     PASSES_TABLE,
@@ -148,7 +147,7 @@ class StagingWriter:
             typed = "\t".join([copy_field(v) for v in prepared.typed])
             # md5 of the text as staged (a lone surrogate, found when the page is encoded, makes the page
             # prepared again thoroughly: surrogatepass only keeps this line from failing first).
-            digest = md5(prepared.raw.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+            digest = text_md5(prepared.raw)
             raw = prepared.raw.replace("\\", "\\\\")  # JSON text has no raw tab/newline; double backslashes
             line = f"{order}{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\t{digest}\n"
             lines.append((prepared.uuid, line, entry))

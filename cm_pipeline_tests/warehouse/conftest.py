@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from cm_pipeline.resources import WarehouseResource
 from cm_pipeline.warehouse.passes import open_pass
 from cm_pipeline.warehouse.publish import publish
 from cm_pipeline.warehouse.schema import ensure_schema
@@ -12,6 +13,12 @@ from cm_pipeline.warehouse.staging import StagingWriter
 from cm_pipeline_tests.reference_examples import LIST_EXAMPLE, RETRIEVE_EXAMPLE, TRICKY_STRINGS
 
 PARTS = ["Active", "Cancelled"]
+
+
+@pytest.fixture
+def warehouse_for():
+    """A WarehouseResource on the database of an engine (for running asset checks directly)."""
+    return lambda engine: WarehouseResource(url=engine.url.render_as_string(hide_password=False))
 
 
 @pytest.fixture
@@ -26,7 +33,7 @@ def customer(uuid: str, **fields) -> dict:
     return {**LIST_EXAMPLE, "uuid": uuid, "id": abs(hash(uuid)) % 10**6, **fields}
 
 
-def load(engine, pages_by_partition: dict[str, list[list[dict]]], checks=(), **open_kw):
+def load(engine, pages_by_partition: dict[str, list[list[dict]]], checks=(), compare_all=False, **open_kw):
     """Run one pass over hand-made pages and publish it."""
     p = open_pass(engine, filters={}, plan=list(pages_by_partition), per_page=200, **open_kw)
     for partition, pages in pages_by_partition.items():
@@ -34,7 +41,7 @@ def load(engine, pages_by_partition: dict[str, list[list[dict]]], checks=(), **o
             for i, page in enumerate(pages):
                 more = i < len(pages) - 1
                 w.write_page(page, f"{partition}-c{i + 1}" if more else None, more)
-    return p, publish(engine, p.pass_id, checks)
+    return p, publish(engine, p.pass_id, checks, compare_all=compare_all)
 
 
 def table(engine) -> dict[str, dict]:
@@ -66,4 +73,17 @@ def mapping_corpus() -> list[dict]:
 
 def hashes(engine) -> dict[str, str]:
     with engine.connect() as c:
-        return dict(c.execute(sa.text("SELECT uuid, raw_md5 FROM cm_pipeline.customer_hashes")).all())
+        return dict(c.execute(sa.text("SELECT uuid, raw_md5 FROM cm_pipeline.customer_versions")).all())
+
+
+def edit_as_cm_pipeline(engine, update_sql: str) -> None:
+    """Run an UPDATE of chartmogul.customers and record the new row versions as cm_pipeline's own writes
+    (what an older mapping would have left): the table is edited, the versions do not see a drift."""
+    with engine.begin() as c:
+        c.execute(sa.text(update_sql))
+        c.execute(
+            sa.text(
+                "UPDATE cm_pipeline.customer_versions v SET row_xmin = c.xmin FROM chartmogul.customers c"
+                " WHERE c.uuid = v.uuid"
+            )
+        )
