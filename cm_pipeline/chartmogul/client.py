@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from cm_pipeline.chartmogul.errors import (
     APIError,
+    NotFoundError,
     UnprocessableEntityError,
     is_duplicate_external_id,
 )
@@ -240,6 +241,41 @@ class ChartMogulClient:
                 if external_id in ids and (data_source_uuid is None or data_source_uuid in sources):
                     found.append(entry)
         return found
+
+    def list_data_sources(self, *, name: str | None = None, system: str | None = None) -> list[dict]:
+        """GET /data_sources: every data source of the account in one answer (no paging)."""
+        params = {k: v for k, v in (("name", name), ("system", system)) if v is not None}
+        body = self._request("GET", "/data_sources", params=params or None)
+        sources = body.get("data_sources") if isinstance(body, dict) else None
+        if not isinstance(sources, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("uuid"), str) and s["uuid"] for s in sources
+        ):
+            raise APIError(
+                "response has no 'data_sources' list of objects with a uuid",
+                status=self.last_status,
+                method="GET",
+                path="/data_sources",
+            )
+        return sources
+
+    def search_customers(self, email: str, *, per_page: int = MAX_PER_PAGE) -> list[dict]:
+        """GET /customers/search?email=: every customer with this email, all pages; [] when the API
+        answers its JSON 404 ("Can't find any customers"). A 404 without the API's JSON body (a proxy)
+        is raised, never read as "nobody"."""
+        if not isinstance(email, str) or not email.strip():
+            raise ValueError(f"email: must be a non-empty string, got {email!r}")
+        base = self._list_params(None, None, None, None, per_page, None)
+
+        def fetch(cursor: str | None) -> Any:
+            params = {**base, "email": email, **({"cursor": cursor} if cursor else {})}
+            return self._request("GET", "/customers/search", params=params)
+
+        try:
+            return [entry for page in CursorWalker(fetch) for entry in page.entries]
+        except NotFoundError as err:
+            if isinstance(err.details, dict) and err.details:
+                return []
+            raise
 
     @staticmethod
     def _uuid_path(uuid: str) -> str:
