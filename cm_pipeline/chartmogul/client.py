@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,8 +21,10 @@ from cm_pipeline.chartmogul.errors import (
     UnprocessableEntityError,
     is_duplicate_external_id,
 )
+from cm_pipeline.chartmogul.landed import holds_fields
 from cm_pipeline.chartmogul.pagination import CursorWalker, CustomerPage, page_from_body
 from cm_pipeline.chartmogul.ratelimit import RateLimiter
+from cm_pipeline.chartmogul.reachability import Reachability
 from cm_pipeline.chartmogul.retrying import RetryPolicy, RetryReport
 from cm_pipeline.chartmogul.secrets import public_url, scrub, secret_forms
 from cm_pipeline.chartmogul.transport import Transport
@@ -41,6 +43,8 @@ class CreateResult:
     customer: dict
     created: bool
     status: int | None = None
+    # The 422 came on a retry after an attempt whose answer was lost: that attempt most likely made it.
+    after_lost_answer: bool = False
 
 
 def _check_connection_settings(api_key: Any, base_url: Any, seconds: dict[str, Any]) -> None:
@@ -94,6 +98,7 @@ class ChartMogulClient:
             rng=rng,
         )
         self.limiter = RateLimiter(max_requests_per_second, max_connections)
+        self.reachability = self.retry_policy.reachability = Reachability()
         self._secrets = secret_forms(api_key)
         self._transport = Transport(
             api_key,
@@ -102,6 +107,7 @@ class ChartMogulClient:
             min_attempt_seconds=self.retry_policy.min_attempt_seconds,
             limiter=self.limiter,
             secrets=self._secrets,
+            reachability=self.reachability,
         )
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -123,6 +129,12 @@ class ChartMogulClient:
         """Close pooled connections."""
         self._transport.close()
 
+    def fail_fast(self, failures: int = 8, seconds: float = 10.0) -> None:
+        """From now on, stop once the API is clearly unreachable: `failures` attempts in a row (from any
+        thread) got no HTTP answer over at least `seconds`, or one call used up its retries that way.
+        Every call then raises UnreachableError at once instead of retrying (reachability.py)."""
+        self.reachability.arm(failures, seconds)
+
     @property
     def stats(self) -> dict:
         """Counters since creation: requests, retries, rate_limited, by_status, transport_errors, limiter peaks."""
@@ -142,12 +154,20 @@ class ChartMogulClient:
         """
         return self._transport.last_status
 
-    def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        body: Any = None,
+        reread: Callable[[], Any] | None = None,
+    ) -> Any:
         """Send with retries on 429/5xx/transport errors, as `retry_policy` allows (retrying.py).
 
         The first attempt gets the configured timeouts; a retry's are cut to what is left of the budget,
         so a call that retries ends within max_retry_seconds of its start. Every attempt takes a limiter
-        slot of its own.
+        slot of its own. `reread`: see RetryPolicy.run.
         """
         self._transport.forget_status()  # this call's answer only, never an earlier call's
         report = RetryReport(
@@ -163,7 +183,7 @@ class ChartMogulClient:
                 method, path, params=params, body=body, deadline=deadline, attempt=attempt
             )
 
-        return self.retry_policy.run(send, report)
+        return self.retry_policy.run(send, report, reread)
 
     # -- endpoints --------------------------------------------------------------------------------
 
@@ -314,13 +334,26 @@ class ChartMogulClient:
                 err.attempts,
                 matches[0].get("uuid"),
             )
-            return CreateResult(matches[0], created=False, status=err.status)
+            return CreateResult(
+                matches[0], created=False, status=err.status, after_lost_answer=err.after_lost_answer
+            )
 
-    def update_customer(self, uuid: str, body: dict) -> dict:
-        """PATCH /customers/{uuid}. Note `attributes` replaces ALL tags and custom attributes."""
+    def update_customer(self, uuid: str, body: dict, *, landed: Callable[[dict], bool] | None = None) -> dict:
+        """PATCH /customers/{uuid}. Note `attributes` replaces ALL tags and custom attributes.
+
+        Before a retry that follows a lost answer (the PATCH may have been applied), the customer is
+        read again: when `landed(customer)` (default: every field sent already holds what was sent)
+        the PATCH is not sent again and that customer is returned."""
         if not isinstance(body, dict) or not body:
             raise ValueError(f"body: must be a non-empty dict, got {body!r}")
-        return self._request("PATCH", self._uuid_path(uuid), body=body)
+        path = self._uuid_path(uuid)
+        check = landed or (lambda live: holds_fields(live, body))
+
+        def reread() -> dict | None:
+            live = self._request("GET", path)
+            return live if isinstance(live, dict) and check(live) else None
+
+        return self._request("PATCH", path, body=body, reread=reread)
 
     def add_custom_attributes(self, email: str, custom: list[dict]) -> list[dict]:
         """POST /customers/attributes/custom: typed attributes on every customer with this email; returns entries."""

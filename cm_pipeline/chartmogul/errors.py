@@ -46,6 +46,8 @@ class ChartMogulError(Exception):
         self.path = path
         self.attempts = 1
         self.retry_after: float | None = None
+        # Set by the retry loop: an earlier attempt of this call may have been applied, its answer lost.
+        self.after_lost_answer = False
 
     def __str__(self) -> str:
         where = f" on {self.method} {self.path}" if self.method and self.path else ""
@@ -68,10 +70,29 @@ class ChartMogulError(Exception):
 class TransportError(ChartMogulError):
     """No usable HTTP response: connection refused or dropped, timeout, truncated body, unsendable request."""
 
-    def __init__(self, message: str, *, kind: str = "connection", retriable: bool = True, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "connection",
+        retriable: bool = True,
+        reached: bool = True,
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
         self.kind = kind  # "connection" | "timeout" | "connect_timeout" | "protocol" | "ssl" | "request"
         self.retriable = retriable
+        # False when the request surely never reached the API (refused, no connection, never sent).
+        self.reached = reached and kind not in ("connect_timeout", "ssl", "request")
+
+
+class UnreachableError(TransportError):
+    """The API is clearly unreachable: attempts in a row, from any thread, got no HTTP answer (see
+    reachability.py). Raised only by a client whose `fail_fast` is armed; never retried."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("kind", "unreachable")
+        super().__init__(message, retriable=False, **kw)
 
 
 class APIError(ChartMogulError):
@@ -135,6 +156,16 @@ def is_retriable(exc: BaseException) -> bool:
         return exc.retriable
     if isinstance(exc, APIError):
         return exc.status in RETRIABLE_STATUSES
+    return False
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Whether a failed write may have been applied all the same: its answer was lost (dropped, timed out,
+    cut short, a server error) rather than refused before it was processed (429, 4xx, no connection)."""
+    if isinstance(exc, TransportError):
+        return exc.reached
+    if isinstance(exc, APIError):
+        return exc.status is not None and exc.status >= 500
     return False
 
 

@@ -4,6 +4,11 @@ per-call time budget that cuts a retry's timeouts.
 The loop runs around the client's one-attempt send, not as urllib3's Retry inside the HTTPAdapter: every
 attempt must take a RateLimiter slot of its own, or retries could burst past the API's limits (see
 ratelimit.py). Retriable: 429, 5xx and the proxy's 52x, and transport errors (errors.is_retriable).
+
+A write retried after an attempt whose answer was lost (errors.may_have_landed) may already have been
+applied: with a `reread`, the loop reads the resource first and returns what it found instead of
+sending the write again. With an armed Reachability, retries stop (and sleeps wake) the moment the API
+is judged unreachable, and the call raises UnreachableError.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import math
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +33,14 @@ from tenacity.stop import stop_base
 from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
-from cm_pipeline.chartmogul.errors import ChartMogulError, is_retriable
+from cm_pipeline.chartmogul.errors import (
+    ChartMogulError,
+    TransportError,
+    UnreachableError,
+    is_retriable,
+    may_have_landed,
+)
+from cm_pipeline.chartmogul.reachability import Reachability
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,6 +102,7 @@ class RetryPolicy:
     max_retry_seconds: float = 300.0
     min_attempt_seconds: float = 0.5
     rng: random.Random | None = None
+    reachability: Reachability | None = None
     _backoff: FullJitter = field(init=False, repr=False)
     _stop: stop_base = field(init=False, repr=False)
 
@@ -116,8 +130,12 @@ class RetryPolicy:
 
     def gives_up(self, retry_state: RetryCallState) -> bool:
         """True when no retry may follow the failed attempt: the attempt cap is reached, or less than
-        min_attempt_seconds of the budget would be left after the upcoming wait."""
-        return self._stop(retry_state)
+        min_attempt_seconds of the budget would be left after the upcoming wait, or the API is judged
+        unreachable."""
+        return self._stop(retry_state) or self._unreachable()
+
+    def _unreachable(self) -> bool:
+        return self.reachability is not None and self.reachability.tripped
 
     def deadline(self, retry_state: RetryCallState) -> float | None:
         """Monotonic end of the call's budget for a retry; None for a first attempt (configured timeouts)."""
@@ -125,25 +143,64 @@ class RetryPolicy:
             return None
         return retry_state.start_time + self.max_retry_seconds
 
-    def run(self, send: Callable[[int, float | None], Any], report: RetryReport) -> Any:
+    def run(
+        self,
+        send: Callable[[int, float | None], Any],
+        report: RetryReport,
+        reread: Callable[[], Any] | None = None,
+    ) -> Any:
         """`send(attempt, deadline)` until it returns, while this policy allows; the last error is raised
-        as it came (no RetryError around it), its `attempts` set."""
+        as it came (no RetryError around it), its `attempts` and `after_lost_answer` set.
+
+        `reread()` (for a write): called before a retry that follows an attempt whose answer was lost;
+        when it returns something other than None, the write landed and that is returned, unsent."""
+        if self._unreachable():
+            raise self._unreachable_error(report, reached=False)
+        lost = False
         retrying = Retrying(
             retry=retry_if_exception(is_retriable),
             wait=self.wait,
             stop=self.gives_up,
+            sleep=self.reachability.sleep if self.reachability is not None else time.sleep,
             before_sleep=report.before_sleep,
             retry_error_callback=report.give_up,
         )
-        for attempt in retrying:
-            with attempt:
-                state = attempt.retry_state
-                try:
-                    return send(state.attempt_number, self.deadline(state))
-                except ChartMogulError as err:
-                    err.attempts = state.attempt_number
-                    raise
+        try:
+            for attempt in retrying:
+                with attempt:
+                    state = attempt.retry_state
+                    try:
+                        if lost and reread is not None and (found := reread()) is not None:
+                            return found
+                        return send(state.attempt_number, self.deadline(state))
+                    except ChartMogulError as err:
+                        err.attempts, err.after_lost_answer = state.attempt_number, lost
+                        lost = lost or may_have_landed(err)
+                        raise
+        except TransportError as err:
+            self._gave_up_without_answer(err)
+            if self._unreachable() and not isinstance(err, UnreachableError):
+                raise self._unreachable_error(
+                    report, reached=err.reached, lost=err.after_lost_answer
+                ) from None
+            raise
         raise AssertionError("unreachable: give_up re-raises the last error")
+
+    def _gave_up_without_answer(self, err: TransportError) -> None:
+        if self.reachability is not None and err.retriable and err.kind != "protocol":
+            self.reachability.call_gave_up()
+
+    def _unreachable_error(
+        self, report: RetryReport, *, reached: bool, lost: bool = False
+    ) -> UnreachableError:
+        err = UnreachableError(
+            f"ChartMogul is unreachable: {self.reachability.reason}",
+            reached=reached,
+            method=report.method,
+            path=report.path,
+        )
+        err.after_lost_answer = lost
+        return err
 
 
 def _failure(retry_state: RetryCallState) -> BaseException | None:

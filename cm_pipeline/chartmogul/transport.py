@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 from urllib3.util import Timeout
 
 from cm_pipeline.chartmogul.errors import (
@@ -23,6 +24,7 @@ from cm_pipeline.chartmogul.errors import (
     html_excerpt,
 )
 from cm_pipeline.chartmogul.ratelimit import RateLimiter
+from cm_pipeline.chartmogul.reachability import Reachability
 from cm_pipeline.chartmogul.retrying import attempt_timeout, parse_retry_after
 from cm_pipeline.chartmogul.secrets import scrub, scrub_error
 
@@ -109,7 +111,11 @@ def transport_error(
             f"no response within the {timeout[1]:g} s read timeout", kind="timeout", **where
         )
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
-        return TransportError(f"connection failed or dropped ({name}: {reason})", **where)
+        # A connection never made (refused, no route, DNS) carried no request: nothing can have landed.
+        reached = not isinstance(
+            getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError
+        )
+        return TransportError(f"connection failed or dropped ({name}: {reason})", reached=reached, **where)
     if isinstance(exc, requests.exceptions.ContentDecodingError):
         return TransportError(f"undecodable response body ({name}: {reason})", kind="protocol", **where)
     return TransportError(
@@ -132,12 +138,14 @@ class Transport:
         min_attempt_seconds: float,
         limiter: RateLimiter,
         secrets: tuple[str, ...],
+        reachability: Reachability | None = None,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
         self.min_attempt_seconds = min_attempt_seconds
         self.limiter = limiter
         self.stats = ClientStats()
+        self.reachability = reachability or Reachability()
         self._secrets = secrets
         self._local = threading.local()
         self._session = make_session(api_key, limiter.max_connections)
@@ -186,6 +194,8 @@ class Transport:
         except requests.exceptions.RequestException as exc:
             self.stats.record_transport_error()
             failure = transport_error(exc, method, path, shown, self._reason(exc))
+            if failure.kind != "protocol":  # an undecodable body is still an answer
+                self.reachability.no_answer(f"{failure.message} on {method} {scrub(path, self._secrets)}")
         if failure is not None:
             # Raised here, outside the except clause, so it has no __context__ pointing at the requests
             # exception (whose .request holds the Authorization header).
@@ -226,6 +236,7 @@ class Transport:
     def _answer(self, method: str, path: str, status: int, headers: Any, content: bytes) -> Any:
         """Parsed JSON of a 2xx ({} for an empty body); the typed, scrubbed error of anything else."""
         self.stats.record_response(status)
+        self.reachability.answered()
         self._local.last_status = status
         if 200 <= status < 300:
             if not content.strip():
