@@ -287,3 +287,38 @@ def unseen_live_customers(engine: Engine, pass_id: int, filters: dict, limit: in
         " ORDER BY c.uuid LIMIT :limit"
     )
     return [r[0] for r in _rows(engine, sql, params)]
+
+
+# ---- reads for the push: what the account has now, and when the rows a decision depended on changed ----
+
+
+def live_attribute_keys(engine: Engine) -> set[str]:
+    """Every custom attribute key a live customer holds: keys the account has now (deleted rows count
+    for nothing: their keys may be gone from the account with them)."""
+    sql = (
+        f"SELECT DISTINCT jsonb_object_keys(custom_attributes) FROM {CUSTOMERS_TABLE}"
+        " WHERE deleted_at IS NULL AND jsonb_typeof(custom_attributes) = 'object'"
+    )
+    return {r[0] for r in _rows(engine, sql, {})}
+
+
+def last_changed_by_customer(engine: Engine, uuids: Sequence[str]) -> dict[str, Any]:
+    """uuid -> the latest synced_at of its row and of every row (deleted ones too) sharing its email."""
+    if not uuids:
+        return {}
+    sql = (
+        f"SELECT t.uuid, max(c.synced_at) FROM {CUSTOMERS_TABLE} t JOIN {CUSTOMERS_TABLE} c"
+        " ON c.uuid = t.uuid OR (t.email IS NOT NULL AND t.email <> '' AND lower(c.email) = lower(t.email))"
+        " WHERE t.uuid = ANY(:u) GROUP BY t.uuid"
+    )
+    return {r[0]: r[1] for r in _rows(engine, sql, {"u": list(uuids)})}
+
+
+def last_changed_by_email(engine: Engine, emails: Sequence[str]) -> dict[str, Any]:
+    """lower(email) -> the latest synced_at of any row (deleted ones too) with that email."""
+    if not emails:
+        return {}
+    sql = (
+        f"SELECT lower(email), max(synced_at) FROM {CUSTOMERS_TABLE} WHERE lower(email) = ANY(:e) GROUP BY 1"
+    )
+    return {r[0]: r[1] for r in _rows(engine, sql, {"e": [e.lower() for e in emails]})}

@@ -76,7 +76,9 @@ PUBLISH_LOG_TABLE = f"{BOOKKEEPING_SCHEMA}.publish_log"
 # The push's audit log (one row per attempted write and per skip) and the per-run snapshot of a relation.
 PUSH_LOG_TABLE = f"{BOOKKEEPING_SCHEMA}.push_log"
 PUSH_PLAN_TABLE = f"{BOOKKEEPING_SCHEMA}.push_plan"
-PUSH_OUTCOMES = ("applied", "unchanged", "rejected", "failed", "dry_run")
+# 'pending': a write's intent, logged before it is sent; its outcome replaces it once the answer is in.
+# One left behind (a crash, an answer lost for good) is resolved by the next push of its kind.
+PUSH_OUTCOMES = ("applied", "unchanged", "rejected", "failed", "dry_run", "pending")
 
 # Staged values Python validated and typed (mapping.prepare_entry); every other column is derived from
 # `raw` in SQL. fetch_seq is the entry's FETCH order (staging.FETCH_CLOCK: wall-clock nanoseconds taken
@@ -199,6 +201,16 @@ def _push_ddl() -> list[str]:
 )""",
         f"CREATE INDEX IF NOT EXISTS push_log_target_idx ON {PUSH_LOG_TABLE} (kind, target, fingerprint, id)",
         f"CREATE INDEX IF NOT EXISTS push_log_run_idx ON {PUSH_LOG_TABLE} (run_id)",
+        f"CREATE INDEX IF NOT EXISTS push_log_pending_idx ON {PUSH_LOG_TABLE} (kind) WHERE outcome = 'pending'",
+        # A push_log made before an outcome was added: widen its CHECK (only when it lacks one).
+        f"""DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'push_log_outcome_check'
+               AND conrelid = '{PUSH_LOG_TABLE}'::regclass
+               AND pg_get_constraintdef(oid) NOT LIKE '%''{PUSH_OUTCOMES[-1]}''%') THEN
+        ALTER TABLE {PUSH_LOG_TABLE} DROP CONSTRAINT push_log_outcome_check,
+            ADD CONSTRAINT push_log_outcome_check CHECK (outcome IN ({outcomes}));
+    END IF;
+END $$""",
         f"""CREATE TABLE IF NOT EXISTS {PUSH_PLAN_TABLE} (
     run_id text NOT NULL,
     kind text NOT NULL,
