@@ -2,16 +2,22 @@
 
 For each kind: `parse_<kind>(rows)` validates every snapshot row once (rows.py) and settles the rows
 that clash with another row of the run; `decide_<kind>(item, known)` compares one valid item with
-what the warehouse and push_log know (`<Kind>Known`, read by the kind's module). An API rejection is
-remembered by (target, fingerprint) and not resent until the row's desired values change.
+what the warehouse and push_log know (`<Kind>Known`, read by the kind's module).
+
+An API rejection is remembered by (target, fingerprint) and not resent until what it depended on has
+changed: the row's desired values (a new fingerprint), or, for updates and by_email, the warehouse rows
+involved (the customer and every customer sharing its email) were written since the rejection. A
+rejection for a custom attribute key the account lacked is never remembered: the key gets created.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cm_pipeline.push.merge import missing_keys, needs_change, values_equal
@@ -28,8 +34,27 @@ from cm_pipeline.push.rows import (
     update_fingerprint,
 )
 
-# (target, fingerprint) -> (http_status, error) of rows whose latest attempt the API rejected.
-Remembered = Mapping[tuple[str, str], tuple[int | None, str | None]]
+
+@dataclass(frozen=True)
+class Rejection:
+    """The latest push_log entry for a (target, fingerprint), when the API rejected it."""
+
+    http_status: int | None
+    error: str | None
+    at: datetime  # when it was logged (finished_at)
+
+
+# (target, fingerprint) -> Rejection (http_status, error, at) of rows whose latest attempt the API rejected.
+Remembered = Mapping[tuple[str, str], Rejection]
+
+_MISSING_ATTRIBUTE = re.compile(
+    r"attribute.*(does not exist|doesn't exist|not (been )?(defined|found))|unknown (custom )?attribute", re.I
+)
+
+
+def is_missing_attribute(error: str | None) -> bool:
+    """Whether an API error says a custom attribute key does not exist in the account."""
+    return bool(error) and bool(_MISSING_ATTRIBUTE.search(error))
 
 
 @dataclass(frozen=True)
@@ -55,16 +80,23 @@ class Settled:
     decision: Decision
 
 
-def remembered_rejection(item: Any, remembered: Remembered) -> Decision | None:
-    """A rejection for an item whose same desired values the API rejected before, else None."""
+def remembered_rejection(
+    item: Any, remembered: Remembered, changed_at: datetime | None = None, *, depends: str = ""
+) -> Decision | None:
+    """A rejection for an item whose same desired values the API rejected before, else None (send it).
+
+    None as well when the rejection was for a missing attribute key, or when what it depended on was
+    written after it (`changed_at`; `depends` names that in the message)."""
     hit = remembered.get((item.target, item.fingerprint))
-    if hit is None:
+    if hit is None or is_missing_attribute(hit.error):
         return None
-    status, error = hit
+    if changed_at is not None and changed_at > hit.at:
+        return None
+    again = f"change the row{f' or refresh {depends}' if depends else ''} to try again"
     return Decision(
         "rejected",
-        f"not resent: the API rejected these desired values before ({error}); change the row to try again",
-        status,
+        f"not resent: the API rejected these desired values before ({hit.error}); {again}",
+        hit.http_status,
     )
 
 
@@ -90,6 +122,7 @@ class UpdatesKnown:
     keys: set[str]  # custom attribute keys the account has
     per_email: Mapping[str, int]  # lower(email) -> live customers with it
     remembered: Remembered
+    changed: Mapping[str, datetime] = field(default_factory=dict)  # uuid -> last write of it or its email
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -128,7 +161,8 @@ def decide_update(req: UpdateRequest, known: UpdatesKnown) -> Decision:
     current = known.state.get(req.customer_uuid)
     if current is None:
         return Decision("rejected", f"customer {req.customer_uuid} not in warehouse (unknown or deleted)")
-    if remembered := remembered_rejection(req, known.remembered):
+    changed = known.changed.get(req.customer_uuid)
+    if remembered := remembered_rejection(req, known.remembered, changed, depends="the customer"):
         return remembered
     if not needs_change(current["tags"], current["custom_attributes"], req.changes):
         return UNCHANGED
@@ -150,6 +184,7 @@ class ByEmailKnown:
 
     holders: Mapping[str, list[dict]]
     remembered: Remembered
+    changed: Mapping[str, datetime] = field(default_factory=dict)  # lower(email) -> last write of its rows
 
 
 def parse_by_email(rows: list[dict]) -> tuple[list[EmailGroup], list[Settled]]:
@@ -183,7 +218,8 @@ def decide_by_email(group: EmailGroup, known: ByEmailKnown) -> Decision:
     if not customers:
         error = f"no customer with email {group.email!r} in the warehouse"
         return Decision("rejected", error, payload=group.payload()["custom"])
-    if remembered := remembered_rejection(group, known.remembered):
+    changed = known.changed.get(group.email.lower())
+    if remembered := remembered_rejection(group, known.remembered, changed, depends="its customers"):
         return remembered
     if all(
         a.key in c["custom_attributes"] and values_equal(c["custom_attributes"][a.key], a.value, a.type)

@@ -2,20 +2,25 @@
 
 `push_rows` holds the kind's advisory lock for the whole push, so two pushes of one kind never
 interleave and the warehouse state the plan compares with cannot go stale before the calls. Under it:
-parse every snapshot row once (`kind.parse`), read what the warehouse knows (`kind.known`), decide
-each item (`kind.decide`, pure), log the settled ones, then `kind.apply` each item left, `max_workers`
-at a time. Every API call of the apply step goes through `RowRun.call` (or `RowRun.write`, which a dry
-run logs instead of sending), and every outcome through `RowRun.log`: the one place calls are made,
-classified and recorded.
+settle the writes earlier runs left 'pending' (pending.py), parse every snapshot row once
+(`kind.parse`), read what the warehouse knows (`kind.known`), decide each item (`kind.decide`, pure),
+log the settled ones, then `kind.apply` each item left, `max_workers` at a time. Every API call of
+the apply step goes through `RowRun.call` (or `RowRun.write`, which a dry run logs instead of
+sending), and every outcome through `RowRun.log`: the one place calls are made, classified and
+recorded. A write is logged 'pending' before it is sent and given its outcome after (failures.py).
+
+The client is armed to fail fast (`client.fail_fast`): once the API is clearly unreachable, or on the
+first 401/403, the run stops with one FatalPushError; the rows not reached are left as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -23,23 +28,26 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cm_pipeline.chartmogul.errors import (
-    AuthenticationError,
-    ChartMogulError,
-    ForbiddenError,
-    NotFoundError,
-    TransportError,
-    is_retriable,
-)
+from cm_pipeline.chartmogul.errors import ChartMogulError, NotFoundError
 from cm_pipeline.push.decide import Decision, Settled
-from cm_pipeline.push.push_log import LogEntry, record
+from cm_pipeline.push.failures import FatalPushError, classify, fatal_reason, outcome_unknown
+from cm_pipeline.push.pending import resolve_pending
+from cm_pipeline.push.push_log import LogEntry, close_intent, open_intent, record, withdraw_intent
 from cm_pipeline.warehouse.staging import FETCH_CLOCK
+
+# Fail fast: this many attempts in a row without an answer, over at least this long, stop the run.
+UNREACHABLE_AFTER_FAILURES = 8
+UNREACHABLE_AFTER_SECONDS = 10.0
+
+# A change shown by a dry run: (field, before, after).
+Change = tuple[str, Any, Any]
 
 
 @dataclass(frozen=True)
 class PushKind:
-    """One push kind: its name (module, push_log.kind, job, ops, relation) and the four steps that
-    differ between kinds. `apply(item, row, known)` makes the item's calls through `row`."""
+    """One push kind: its name (module, push_log.kind, job, ops, relation) and the steps that differ
+    between kinds. `apply(item, row, known)` makes the item's calls through `row`; `resolve(client,
+    intent)` reads whether a write an earlier run left 'pending' landed (pending.py)."""
 
     name: str
     required_columns: tuple[str, ...]
@@ -47,6 +55,7 @@ class PushKind:
     known: Callable[[Engine, list[Any]], Any]
     decide: Callable[[Any, Any], Decision]
     apply: Callable[[Any, RowRun, Any], None]
+    resolve: Callable[[Any, dict], tuple[bool, list[dict]]]
 
     @property
     def relation(self) -> str:
@@ -60,35 +69,22 @@ class PushKind:
 
 @dataclass
 class StepSummary:
-    """What one push did: outcome counts, the items the plan left to apply, and the calls made."""
+    """What one push did: outcome counts, the items the plan left to apply, the calls made, how long it
+    took, and (dry run) the changes it would have made, per item in plan order."""
 
     counts: Counter = field(default_factory=Counter)
     planned: int = 0
     calls: int = 0
+    seconds: float = 0.0
+    resolved: Counter = field(default_factory=Counter)
+    previews: list[tuple[int, str, list[Change]]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         out = {
-            k: int(self.counts.get(k, 0)) for k in ("applied", "unchanged", "rejected", "failed", "dry_run")
+            k: int(self.counts.get(k, 0))
+            for k in ("applied", "unchanged", "rejected", "failed", "dry_run", "pending")
         }
         return {**out, "planned": self.planned, "calls": self.calls}
-
-
-class FatalPushError(RuntimeError):
-    """A failure no row can get past (bad credentials, account blocked): the run stops."""
-
-
-def classify(err: ChartMogulError) -> str:
-    """'failed' (transient, try again next run) or 'rejected' (the API refused these values).
-
-    Raises FatalPushError for 401/403: every further call would fail the same way.
-    """
-    if isinstance(err, (AuthenticationError, ForbiddenError)):
-        raise FatalPushError(f"ChartMogul refused the credentials: {err}") from None
-    if isinstance(err, TransportError) or is_retriable(err) or err.status is None:
-        return "failed"
-    if 400 <= err.status < 500:
-        return "rejected"
-    return "failed"
 
 
 class LogSink:
@@ -97,13 +93,34 @@ class LogSink:
     def __init__(self, engine: Engine, run_id: str):
         self.engine, self.run_id = engine, run_id
         self.counts: Counter = Counter()
+        self.previews: list[tuple[int, str, list[Change]]] = []
         self._lock = threading.Lock()
+
+    def _count(self, outcomes: Iterable[str]) -> None:
+        with self._lock:
+            self.counts.update(outcomes)
 
     def write(self, entries: Iterable[LogEntry]) -> None:
         entries = list(entries)
         record(self.engine, self.run_id, entries)
+        self._count(e.outcome for e in entries)
+
+    def open(self, entry: LogEntry) -> int:
+        """Log a write's intent ('pending') before it is sent; its push_log id."""
+        return open_intent(self.engine, self.run_id, entry)
+
+    def close(self, log_id: int, outcome: str, **kw: Any) -> None:
+        """Give a write its outcome ('pending' when it stays unknown)."""
+        close_intent(self.engine, log_id, outcome, **kw)
+        self._count([outcome])
+
+    def withdraw(self, log_id: int) -> None:
+        """Remove the intent of a write that was never sent."""
+        withdraw_intent(self.engine, log_id)
+
+    def preview(self, index: int, target: str, changes: list[Change]) -> None:
         with self._lock:
-            self.counts.update(e.outcome for e in entries)
+            self.previews.append((index, target, changes))
 
 
 class RowDone(Exception):
@@ -113,17 +130,27 @@ class RowDone(Exception):
 class RowRun:
     """One item's apply: its calls, and the push_log entries they lead to."""
 
-    def __init__(self, engine: Engine, client, sink: LogSink, kind: str, dry_run: bool, item: Any):
+    def __init__(
+        self, engine: Engine, client, sink: LogSink, kind: str, dry_run: bool, item: Any, index: int = 0
+    ):
         self.engine, self.client, self.dry_run = engine, client, dry_run
-        self._sink, self._kind, self._item = sink, kind, item
+        self._sink, self._kind, self._item, self._index = sink, kind, item, index
+        self._open: int | None = None  # the push_log id of the write sent and not yet given its outcome
         self.started = datetime.now(timezone.utc)
         self.answered_ns: int | None = None  # when the last answer arrived (FETCH_CLOCK): latest wins
 
     def log(self, outcome: str, **kw: Any) -> None:
-        """Record one outcome of this item now; the next entry's clock starts here."""
-        item = self._item
-        entry = LogEntry(self._kind, item.target, outcome, item.fingerprint, started_at=self.started, **kw)
-        self._sink.write([entry])
+        """Record one outcome of this item now (the outcome of the write just sent, if one is open);
+        the next entry's clock starts here."""
+        if self._open is not None:
+            log_id, self._open = self._open, None
+            self._sink.close(log_id, outcome, http_status=kw.get("http_status"), error=kw.get("error"))
+        else:
+            item = self._item
+            entry = LogEntry(
+                self._kind, item.target, outcome, item.fingerprint, started_at=self.started, **kw
+            )
+            self._sink.write([entry])
         self.started = datetime.now(timezone.utc)
 
     def stop(self, outcome: str, **kw: Any) -> NoReturn:
@@ -138,11 +165,13 @@ class RowRun:
         what: str | None = None,
         payload: Any = None,
         not_found: str | None = None,
+        refused: Callable[[ChartMogulError], bool] | None = None,
     ) -> tuple[Any, int | None]:
         """(answer, the HTTP status it came with) of one client call made in this thread. On an error
         the item is recorded and stopped: rejected when the client refused the call before sending or
         the API refused the values (404: `not_found` names what), failed when it may pass next run.
-        `what` prefixes the error, e.g. "PATCH" -> "PATCH failed: ..."."""
+        `what` prefixes the error, e.g. "PATCH" -> "PATCH failed: ...". An error `refused(err)` accepts
+        is recorded 'failed' and raised for the caller to handle."""
         try:
             answer = fn(*args)
             self.answered_ns = FETCH_CLOCK.reserve(1)
@@ -150,18 +179,57 @@ class RowRun:
         except ValueError as err:  # refused by the client before sending
             self.stop("rejected", payload=payload, error=str(err))
         except ChartMogulError as err:
-            if not_found is not None and isinstance(err, NotFoundError):
-                self.stop("rejected", payload=payload, http_status=err.status, error=f"{not_found}: {err}")
-            error = f"{what} failed: {err}" if what else str(err)
-            self.stop(classify(err), payload=payload, http_status=err.status, error=error)
+            self._call_failed(err, what, payload, not_found, refused)
 
-    def write(self, fn: Callable, *args: Any, what: str | None = None, payload: Any = None):
-        """`call` for a call that writes; in a dry run it is logged 'dry_run' with `payload` instead and
-        None is returned."""
+    def _call_failed(self, err, what, payload, not_found, refused) -> NoReturn:
+        error = f"{what} failed: {err}" if what else str(err)
+        if self._open is not None and fatal_reason(err) is None and outcome_unknown(err):
+            self.stop(
+                "pending",
+                http_status=err.status,
+                error=f"{error}; its answer was lost: the next run reads whether it landed",
+            )
+        try:
+            outcome = classify(err)
+        except FatalPushError:
+            self._abandon(err)
+            raise
+        if refused is not None and refused(err):
+            self.log("failed", payload=payload, http_status=err.status, error=error)
+            raise err
+        if not_found is not None and isinstance(err, NotFoundError):
+            self.stop("rejected", payload=payload, http_status=err.status, error=f"{not_found}: {err}")
+        self.stop(outcome, payload=payload, http_status=err.status, error=error)
+
+    def _abandon(self, err: ChartMogulError) -> None:
+        """The run stops: an open write that was never sent is withdrawn, one that may have landed stays
+        'pending' for the next run to resolve."""
+        if self._open is None:
+            return
+        log_id, self._open = self._open, None
+        if outcome_unknown(err):
+            self._sink.close(log_id, "pending", http_status=err.status, error=f"{err}; the run stopped")
+        else:
+            self._sink.withdraw(log_id)
+
+    def write(
+        self, fn: Callable, *args: Any, what: str | None = None, payload: Any = None,
+        preview: list[Change] | None = None, refused: Callable[[ChartMogulError], bool] | None = None,
+    ):  # fmt: skip
+        """`call` for a call that writes, its intent logged 'pending' first; in a dry run it is logged
+        'dry_run' with `payload` instead (and `preview`, its changes field by field, kept for the
+        run's summary) and None is returned."""
         if self.dry_run:
             self.log("dry_run", payload=payload)
+            if preview:
+                self._sink.preview(self._index, self._item.target, list(preview))
             return None
-        return self.call(fn, *args, what=what, payload=payload)
+        item = self._item
+        entry = LogEntry(
+            self._kind, item.target, "pending", item.fingerprint, payload, started_at=self.started
+        )
+        self._open = self._sink.open(entry)
+        return self.call(fn, *args, what=what, payload=payload, refused=refused)
 
 
 @contextlib.contextmanager
@@ -180,11 +248,15 @@ def push_lock(engine: Engine, kind: str):
 
 
 def run_pool(work: Callable, items: list, max_workers: int) -> None:
-    """Run `work(item)` for every item on a thread pool; the first exception cancels what has not started."""
+    """Run `work(item)` for every item on a thread pool; the first exception cancels what has not
+    started, waits for what is running, and is raised."""
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="push")
     try:
-        for future in [pool.submit(work, item) for item in items]:
-            future.result()
+        futures = [pool.submit(work, item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and future.exception() is not None:
+                raise future.exception()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -220,15 +292,20 @@ def plan(engine: Engine, kind: PushKind, rows: list[dict]) -> tuple[list[Any], l
 def push_rows(
     engine: Engine, client, run_id: str, kind: PushKind, rows: list[dict], *, dry_run: bool, max_workers: int
 ) -> StepSummary:
-    """Plan every row and apply what is left, under the kind's lock; what was done, with the calls made."""
+    """Settle earlier pending writes, plan every row and apply what is left, under the kind's lock; what
+    was done, with the calls made. FatalPushError (naming the rows not reached) stops the run."""
+    client.fail_fast(UNREACHABLE_AFTER_FAILURES, UNREACHABLE_AFTER_SECONDS)
     sink = LogSink(engine, run_id)
-    before = client.stats["requests"]
+    before, t0 = client.stats["requests"], time.monotonic()
+    done, done_lock = Counter(), threading.Lock()
     with push_lock(engine, kind.name):
+        resolved = Counter() if dry_run else resolve_pending(engine, client, run_id, kind)
         to_apply, settled, known = plan(engine, kind, rows)
         sink.write(settled)
 
-        def apply_one(item: Any) -> None:
-            row = RowRun(engine, client, sink, kind.name, dry_run, item)
+        def apply_one(indexed: tuple[int, Any]) -> None:
+            index, item = indexed
+            row = RowRun(engine, client, sink, kind.name, dry_run, item, index)
             try:
                 kind.apply(item, row, known)
             except RowDone:
@@ -237,6 +314,23 @@ def push_rows(
                 raise
             except Exception as exc:  # one bad row never sinks the others: record it and go on
                 row.log("failed", error=f"{type(exc).__name__}: {exc}")
+            with done_lock:
+                done["rows"] += 1
 
-        run_pool(apply_one, to_apply, max_workers)
-    return StepSummary(counts=sink.counts, planned=len(to_apply), calls=client.stats["requests"] - before)
+        try:
+            run_pool(apply_one, list(enumerate(to_apply)), max_workers)
+        except FatalPushError as err:
+            left = len(to_apply) - done["rows"]
+            raise FatalPushError(
+                f"push {kind.name} stopped: {err}. {done['rows']} of the {len(to_apply)} row(s) to send were "
+                f"done first (see push_log for run {run_id}); the {left} not reached are untouched and go "
+                "out with the next run"
+            ) from None
+    return StepSummary(
+        counts=sink.counts,
+        planned=len(to_apply),
+        calls=client.stats["requests"] - before,
+        seconds=time.monotonic() - t0,
+        resolved=resolved,
+        previews=sorted(sink.previews, key=lambda p: p[0]),
+    )

@@ -1,7 +1,10 @@
 """The push audit log, the per-run plan table, and safe relation reads (SQL, no Dagster).
 
-cm_pipeline.push_log holds one row per attempted write and one per skip. Its `fingerprint` column
-(sha256 of the row's desired values) lets the next run recognise a row the API already rejected.
+cm_pipeline.push_log holds one row per attempted write and one per skip. A write's row is its intent,
+logged 'pending' before the call and given its outcome after the answer (`open_intent`,
+`close_intent`): a crash, or an answer lost for good, leaves it 'pending' for the next push of its
+kind to resolve by reading ChartMogul (pending.py). Its `fingerprint` column (sha256 of the row's
+desired values) lets the next run recognise a row the API already rejected.
 cm_pipeline.push_plan holds the snapshot of an outbound relation taken by a run, keyed by run_id and
 kind, so the ops of one run exchange only small summaries. `kind` is the push kind (updates, by_email,
 creates) in both tables.
@@ -19,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from cm_pipeline.push.decide import Rejection
 from cm_pipeline.warehouse.schema import PUSH_LOG_TABLE, PUSH_OUTCOMES, PUSH_PLAN_TABLE
 
 OUTCOMES = PUSH_OUTCOMES
@@ -132,50 +136,125 @@ class LogEntry:
             raise ValueError(f"outcome: {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
 
 
+def _params(run_id: str, e: LogEntry) -> dict:
+    return {
+        "run_id": run_id,
+        "kind": e.kind,
+        "target": e.target,
+        "fingerprint": e.fingerprint,
+        "payload": None if e.payload is None else json.dumps(e.payload, ensure_ascii=False, default=str),
+        "http_status": e.http_status,
+        "outcome": e.outcome,
+        "error": e.error,
+        "started_at": e.started_at,
+    }
+
+
+_INSERT = (
+    f"INSERT INTO {PUSH_LOG_TABLE} (run_id, kind, target, fingerprint, payload, http_status, outcome, error, started_at) "
+    "VALUES (:run_id, :kind, :target, :fingerprint, CAST(:payload AS jsonb), :http_status, :outcome, :error, :started_at)"
+)
+
+
 def record(engine_or_conn: Engine | Connection, run_id: str, entries: Sequence[LogEntry]) -> None:
     """Append entries to push_log (one statement; committed when given an engine)."""
     if not entries:
         return
-    params = [
-        {
-            "run_id": run_id,
-            "kind": e.kind,
-            "target": e.target,
-            "fingerprint": e.fingerprint,
-            "payload": None if e.payload is None else json.dumps(e.payload, ensure_ascii=False, default=str),
-            "http_status": e.http_status,
-            "outcome": e.outcome,
-            "error": e.error,
-            "started_at": e.started_at,
-        }
-        for e in entries
-    ]
-    stmt = sa.text(
-        f"INSERT INTO {PUSH_LOG_TABLE} (run_id, kind, target, fingerprint, payload, http_status, outcome, error, started_at) "
-        "VALUES (:run_id, :kind, :target, :fingerprint, CAST(:payload AS jsonb), :http_status, :outcome, :error, :started_at)"
-    )
+    params = [_params(run_id, e) for e in entries]
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.begin() as conn:
-            conn.execute(stmt, params)
+            conn.execute(sa.text(_INSERT), params)
     else:
-        engine_or_conn.execute(stmt, params)
+        engine_or_conn.execute(sa.text(_INSERT), params)
 
 
-def api_rejections(engine: Engine, kind: str) -> dict[tuple[str, str], tuple[int | None, str | None]]:
-    """(target, fingerprint) -> (http_status, error) where the latest entry for it is an API rejection.
+# ---- intents: a write logged before it is sent ---------------------------------------------------
+
+
+def open_intent(engine: Engine, run_id: str, entry: LogEntry) -> int:
+    """Log `entry` as 'pending' before its write is sent, committed; the row's id."""
+    params = {**_params(run_id, entry), "outcome": "pending"}
+    with engine.begin() as conn:
+        return conn.execute(sa.text(_INSERT + " RETURNING id"), params).scalar_one()
+
+
+def close_intent(
+    engine: Engine, log_id: int, outcome: str, *, http_status: int | None = None, error: str | None = None
+) -> None:
+    """Give a pending write its outcome, now that its answer is in."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome: {outcome!r} is not one of {', '.join(OUTCOMES)}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE {PUSH_LOG_TABLE} SET outcome = :o, http_status = :s, error = :e, finished_at = now() "
+                "WHERE id = :id"
+            ),
+            {"o": outcome, "s": http_status, "e": error, "id": log_id},
+        )
+
+
+def withdraw_intent(engine: Engine, log_id: int) -> None:
+    """Remove a pending write that was never sent (the API refused the connection, or the run stopped)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"DELETE FROM {PUSH_LOG_TABLE} WHERE id = :id AND outcome = 'pending'"), {"id": log_id}
+        )
+
+
+def pending_intents(engine: Engine, kind: str) -> list[dict]:
+    """Writes of `kind` still 'pending' (from runs that crashed or lost an answer), oldest first."""
+    sql = (
+        f"SELECT id, run_id, target, fingerprint, payload, error FROM {PUSH_LOG_TABLE} "
+        "WHERE kind = :k AND outcome = 'pending' ORDER BY id"
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text(sql), {"k": kind})]
+
+
+def resolve_intent(engine: Engine, log_id: int, outcome: str, note: str) -> None:
+    """Settle a pending write found by a later run: `note` (why, and which run) joins its error."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE {PUSH_LOG_TABLE} SET outcome = :o, error = concat_ws('; ', error, CAST(:n AS text)), "
+                "finished_at = now() WHERE id = :id AND outcome = 'pending'"
+            ),
+            {"o": outcome, "n": note, "id": log_id},
+        )
+
+
+# ---- what earlier runs and this run say ------------------------------------------------------------
+
+
+def api_rejections(engine: Engine, kind: str) -> dict[tuple[str, str], Rejection]:
+    """(target, fingerprint) -> Rejection where the latest entry for it is an API rejection.
 
     Only rejections that came back from the API (http_status set) are remembered: rows rejected by
     validation made no call, and are re-validated every run (the warehouse may have changed).
     """
     sql = f"""
-        SELECT target, fingerprint, outcome, http_status, error FROM (
-            SELECT DISTINCT ON (target, fingerprint) target, fingerprint, outcome, http_status, error
+        SELECT target, fingerprint, http_status, error, finished_at FROM (
+            SELECT DISTINCT ON (target, fingerprint) target, fingerprint, outcome, http_status, error, finished_at
             FROM {PUSH_LOG_TABLE} WHERE kind = :k AND fingerprint IS NOT NULL
             ORDER BY target, fingerprint, id DESC
         ) latest WHERE outcome = 'rejected' AND http_status IS NOT NULL
     """
     with engine.connect() as conn:
-        return {(r[0], r[1]): (r[3], r[4]) for r in conn.execute(sa.text(sql), {"k": kind})}
+        return {(r[0], r[1]): Rejection(r[2], r[3], r[4]) for r in conn.execute(sa.text(sql), {"k": kind})}
+
+
+def final_outcomes(engine: Engine, run_id: str, kind: str) -> list[tuple[str, str | None]]:
+    """(outcome, error) of each row of one run: the last entry per (target, fingerprint), so a row whose
+    first write failed and whose retry in the same run went through counts once, as applied."""
+    sql = f"""
+        SELECT outcome, error FROM (
+            SELECT DISTINCT ON (target, fingerprint) outcome, error FROM {PUSH_LOG_TABLE}
+            WHERE run_id = :r AND kind = :k ORDER BY target, fingerprint, id DESC
+        ) last
+    """
+    with engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(sa.text(sql), {"r": run_id, "k": kind})]
 
 
 def outcome_counts(engine: Engine, run_id: str, kind: str) -> dict[str, int]:

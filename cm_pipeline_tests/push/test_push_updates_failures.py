@@ -76,17 +76,19 @@ def test_faults_and_rate_limit_every_update_applied_exactly_once(sandbox, ctl, c
     assert result["applied"] == 30 and result["failed"] == 0 and result["rejected"] == 0
     applied = [r["target"] for r in log_rows(wh, "run-1") if r["outcome"] == "applied"]
     assert sorted(applied) == sorted(c["uuid"] for c in customers)  # exactly one 'applied' per row
-    # At the sandbox: each customer's PATCH was applied once. A PATCH may be received twice only
-    # when its first answer was lost after it was applied ("after" faults) and the client resent it.
+    # At the sandbox: each customer's PATCH was applied exactly once. Every fault here comes after the
+    # request was applied, so a PATCH that was not refused with 429 landed; the one whose answer was
+    # lost was not sent again (issue 14 item 7: before, up to 8 times): the client read the customer
+    # first and found the change there.
     patches: dict[str, list[dict]] = {}
     for req in ctl.requests():
         if req["method"] == "PATCH":
             patches.setdefault(req["path"].rsplit("/", 1)[-1], []).append(req)
     assert set(patches) == {c["uuid"] for c in customers}
     for uuid, received in patches.items():
-        answered = [r for r in received if r["fault"] is None and r["status"] == 200]
-        assert len(answered) == 1, (uuid, received)  # one PATCH answered: no second write was needed
-        assert all(r["fault"] is not None or r["status"] == 429 for r in received if r not in answered)
+        landed = [r for r in received if r["status"] != 429]
+        assert len(landed) == 1, (uuid, received)  # one PATCH applied: no second write was sent
+    assert any(r["fault"] is not None for rs in patches.values() for r in rs)  # some answers were lost
     for i, c in enumerate(customers):
         attrs = ctl.customer(c["uuid"])["attributes"]
         assert sorted(attrs["tags"]) == sorted(["a", "b", f"t{i}"]) and attrs["custom"]["CAC"] == i
