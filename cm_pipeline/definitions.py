@@ -14,6 +14,7 @@ from cm_pipeline.extract.checks import EXTRACT_CHECKS
 from cm_pipeline.extract.freshness import freshness_policy_for, refresh_cron_now
 from cm_pipeline.extract.job import build_schedules, warehouse_refresh_job
 from cm_pipeline.models.assets import cm_dbt_models
+from cm_pipeline.push.assets import PUSH_ASSETS, PUSH_CHECKS
 from cm_pipeline.push.jobs import PUSH_JOBS
 from cm_pipeline.push.sensor import reverse_etl_sensor
 from cm_pipeline.resources import build_resources
@@ -27,8 +28,8 @@ def build_defs(environ: Mapping[str, str] | None = None) -> dg.Definitions:
         lambda spec: spec.replace_attributes(freshness_policy=policy)
     )
     return dg.Definitions(
-        assets=[extract, cm_dbt_models],
-        asset_checks=EXTRACT_CHECKS,
+        assets=[extract, cm_dbt_models, *PUSH_ASSETS],
+        asset_checks=[*EXTRACT_CHECKS, *PUSH_CHECKS],
         jobs=[warehouse_refresh_job, *PUSH_JOBS],
         schedules=schedules,
         sensors=[reverse_etl_sensor],

@@ -303,14 +303,19 @@ def push_rows(
         to_apply, settled, known = plan(engine, kind, rows)
         sink.write(settled)
 
+        stopping = threading.Event()  # set by the first fatal error: rows not started are not started
+
         def apply_one(indexed: tuple[int, Any]) -> None:
             index, item = indexed
+            if stopping.is_set():
+                return
             row = RowRun(engine, client, sink, kind.name, dry_run, item, index)
             try:
                 kind.apply(item, row, known)
             except RowDone:
                 pass
             except FatalPushError:
+                stopping.set()
                 raise
             except Exception as exc:  # one bad row never sinks the others: record it and go on
                 row.log("failed", error=f"{type(exc).__name__}: {exc}")

@@ -5,14 +5,28 @@
 `{"ops": {"load_updates": {"config": {"dry_run": true, "relation": "my_schema.my_updates"}}}}`.
 The ops of one run exchange small summaries; the rows travel through cm_pipeline.push_plan keyed by
 run_id and kind, and every outcome is written to cm_pipeline.push_log as soon as it is known.
+
+The summarise step records the push's health on its asset (assets.py) and fails the run when the
+rejected-plus-failed share of its rows is over `max_rejected_share` (health.py). The apply step fails the
+run at once, with one message, when the API is unreachable or refuses the credentials.
 """
 
 import dagster as dg
 from pydantic import Field
 
+from cm_pipeline.push.assets import health_events
 from cm_pipeline.push.engine import PushKind
+from cm_pipeline.push.failures import FatalPushError
+from cm_pipeline.push.health import (
+    DEFAULT_MAX_REJECTED_SHARE,
+    THRESHOLD_FROM_ROWS,
+    assess,
+    failure_message,
+    log_query,
+)
 from cm_pipeline.push.kinds import BY_EMAIL, CREATES, KINDS, UPDATES
-from cm_pipeline.push.push_log import drop_plan, outcome_counts
+from cm_pipeline.push.preview import markdown_table
+from cm_pipeline.push.push_log import drop_plan, final_outcomes, outcome_counts
 from cm_pipeline.push.run import apply, load
 from cm_pipeline.resources import CHARTMOGUL_API_RUN_TAGS, ChartMogulResource, WarehouseResource
 
@@ -30,6 +44,15 @@ class PushConfig(dg.Config):
     )
     max_workers: int = Field(
         default=10, description="Parallel calls (the client's limiter still caps rps and connections)."
+    )
+    max_rejected_share: float = Field(
+        default=DEFAULT_MAX_REJECTED_SHARE,
+        ge=0,
+        le=1,
+        description=(
+            f"Fail the run (after logging every row) when more than this share of its rows is rejected or "
+            f"failed; applied from {THRESHOLD_FROM_ROWS} rows up."
+        ),
     )
 
 
@@ -56,6 +79,7 @@ def _load_op(kind: PushKind) -> dg.OpDefinition:
             "rows": rows,
             "dry_run": config.dry_run,
             "max_workers": config.max_workers,
+            "max_rejected_share": config.max_rejected_share,
         }
 
     return load_rows
@@ -73,21 +97,42 @@ def _apply_op(kind: PushKind) -> dg.OpDefinition:
         engine = warehouse.get_engine()
         try:
             with chartmogul.get_client() as client:
-                summary = apply(
-                    engine,
-                    client,
-                    context.run_id,
-                    kind.name,
-                    dry_run=loaded["dry_run"],
-                    max_workers=loaded["max_workers"],
-                ).as_dict()
+                try:
+                    step = apply(
+                        engine,
+                        client,
+                        context.run_id,
+                        kind.name,
+                        dry_run=loaded["dry_run"],
+                        max_workers=loaded["max_workers"],
+                    )
+                except FatalPushError as err:
+                    counts = outcome_counts(engine, context.run_id, kind.name)
+                    raise dg.Failure(
+                        description=str(err),
+                        metadata={
+                            **counts,
+                            "query": dg.MetadataValue.text(log_query(context.run_id, kind.name)),
+                        },
+                        allow_retries=False,
+                    ) from None
                 stats = client.stats
         finally:
             engine.dispose()
+        summary = step.as_dict()
         context.add_output_metadata(
             {**summary, "retries": stats.get("retries", 0), "rate_limited_429s": stats.get("rate_limited", 0)}
         )
-        return {**loaded, "calls": summary["calls"]}
+        if step.resolved:
+            context.log.info(
+                f"push {kind.name}: writes left pending by earlier runs settled: {dict(step.resolved)}"
+            )
+        return {
+            **loaded,
+            "calls": summary["calls"],
+            "seconds": step.seconds,
+            "preview": markdown_table(step.previews) if loaded["dry_run"] else None,
+        }
 
     return apply_rows
 
@@ -95,20 +140,36 @@ def _apply_op(kind: PushKind) -> dg.OpDefinition:
 def _summarise_op(kind: PushKind) -> dg.OpDefinition:
     @dg.op(name=f"summarise_{kind.name}")
     def summarise(context: dg.OpExecutionContext, applied: dict, warehouse: WarehouseResource) -> dict:
-        """Report this run's outcomes from push_log."""
+        """Report this run's outcomes from push_log, record them on the push asset, fail over the threshold."""
         engine = warehouse.get_engine()
         try:
             counts = outcome_counts(engine, context.run_id, kind.name)
+            health = assess(final_outcomes(engine, context.run_id, kind.name), applied["max_rejected_share"])
             drop_plan(engine, context.run_id, kind.name)
         finally:
             engine.dispose()
+        for event in health_events(kind.name, context.run_id, counts, health, applied):
+            context.log_event(event)
         calls = applied["calls"]
-        context.add_output_metadata(
-            {**counts, "calls": calls, "relation": applied["relation"], "dagster/row_count": applied["rows"]}
-        )
+        metadata = {
+            **counts,
+            "calls": calls,
+            "relation": applied["relation"],
+            "dagster/row_count": applied["rows"],
+        }
+        if applied.get("preview"):
+            metadata["planned_changes"] = dg.MetadataValue.md(applied["preview"])
+        context.add_output_metadata(metadata)
         context.log.info(f"push {kind.name}: {counts} with {calls} calls")
-        if counts["failed"]:
-            context.log.warning(f"{counts['failed']} row(s) failed; they are tried again on the next run")
+        if health.over:
+            raise dg.Failure(
+                description=failure_message(kind.name, context.run_id, health), allow_retries=False
+            )
+        if health.bad:
+            context.log.warning(
+                f"push {kind.name}: {health.bad} row(s) rejected or failed (under max_rejected_share); "
+                f"failed rows are tried again on the next run. See: {log_query(context.run_id, kind.name)}"
+            )
         return {**counts, "calls": calls, "rows": applied["rows"]}
 
     return summarise

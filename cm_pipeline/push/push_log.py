@@ -257,6 +257,16 @@ def final_outcomes(engine: Engine, run_id: str, kind: str) -> list[tuple[str, st
         return [(r[0], r[1]) for r in conn.execute(sa.text(sql), {"r": run_id, "k": kind})]
 
 
+def latest_push_run(engine: Engine, kind: str) -> str | None:
+    """run_id of the latest run of `kind` that was not a dry run, or None."""
+    sql = (
+        f"SELECT run_id FROM {PUSH_LOG_TABLE} WHERE kind = :k GROUP BY run_id "
+        "HAVING bool_and(outcome <> 'dry_run') ORDER BY max(id) DESC LIMIT 1"
+    )
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), {"k": kind}).scalar()
+
+
 def outcome_counts(engine: Engine, run_id: str, kind: str) -> dict[str, int]:
     """Count of push_log rows per outcome for one run and kind (every outcome present, zero if none)."""
     counts = dict.fromkeys(OUTCOMES, 0)
