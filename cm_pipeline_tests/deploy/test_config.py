@@ -312,3 +312,13 @@ def test_no_credentials_in_docker():
 )
 def test_credential_scanner(text, found):
     assert bool(credential_findings(text)) is found
+
+
+def test_run_monitoring_frees_the_slots_of_a_dead_run_in_both_instances():
+    """A refresh whose worker was killed must not hold the `warehouse_refresh` pool slot forever."""
+    shipped = _dagster_yaml()["run_monitoring"]
+    assert shipped["enabled"] is True
+    assert shipped["free_slots_after_run_end_seconds"] == 30
+    helm = _helm_values()["dagsterDaemon"]["runMonitoring"]
+    assert helm["enabled"] is True
+    assert helm["freeSlotsAfterRunEndSeconds"] == shipped["free_slots_after_run_end_seconds"]
