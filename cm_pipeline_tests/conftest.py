@@ -5,15 +5,28 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from cm_pipeline_tests.pg import PostgresForTests
+from cm_pipeline_tests.pg import PostgresForTests, choose_source, describe
 
 TEST_API_KEY = "test-key-7f3a9c"
+POSTGRES_SOURCE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """Decide once, before any output, which Postgres this session uses (the fixture below starts it)."""
+    config.stash[POSTGRES_SOURCE] = choose_source()
+
+
+def pytest_sessionstart(session):
+    """The first line of pytest's output, -q included, names the Postgres the tests use."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(describe(session.config.stash[POSTGRES_SOURCE]))
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres(pytestconfig):
     """The real Postgres server used by this session (see cm_pipeline_tests/pg.py for how it is found)."""
-    pg = PostgresForTests()
+    pg = PostgresForTests(pytestconfig.stash[POSTGRES_SOURCE])
     yield pg
     pg.close()
 

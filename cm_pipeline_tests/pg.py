@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -28,20 +29,43 @@ def _local_service_answers() -> bool:
         return False
 
 
+SOURCE_EXPLICIT = "TEST_WAREHOUSE_URL"
+SOURCE_LOCAL = "local service on 127.0.0.1:5432"
+SOURCE_EMBEDDED = "embedded pgserver"
+
+
+def choose_source() -> str:
+    """Which Postgres this session uses: TEST_WAREHOUSE_URL, else the local service, else an embedded one."""
+    if os.environ.get("TEST_WAREHOUSE_URL"):
+        return SOURCE_EXPLICIT
+    return SOURCE_LOCAL if _local_service_answers() else SOURCE_EMBEDDED
+
+
+def describe(source: str) -> str:
+    """One line naming the server, for the first line of pytest's output (no password)."""
+    if source == SOURCE_EXPLICIT:
+        url = sa.engine.make_url(normalize_url(os.environ["TEST_WAREHOUSE_URL"]))
+        return f"Postgres for tests: {url.render_as_string(hide_password=True)} (TEST_WAREHOUSE_URL)"
+    if source == SOURCE_LOCAL:
+        return "Postgres for tests: the local service, postgres@127.0.0.1:5432 (set TEST_WAREHOUSE_URL for another)"
+    return "Postgres for tests: an embedded pgserver in a temporary folder (no service on 127.0.0.1:5432)"
+
+
 class PostgresForTests:
     """An admin URL on a real server, and per-session databases created and dropped through it."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str | None = None) -> None:
         self._server = None
-        explicit = os.environ.get("TEST_WAREHOUSE_URL")
-        if explicit:
-            self.admin_url, self.source = normalize_url(explicit), "TEST_WAREHOUSE_URL"
-        elif _local_service_answers():
-            self.admin_url, self.source = LOCAL_SERVICE, "local service on 127.0.0.1:5432"
+        self._temp_dir: Path | None = None
+        self.source = source or choose_source()
+        if self.source == SOURCE_EXPLICIT:
+            self.admin_url = normalize_url(os.environ["TEST_WAREHOUSE_URL"])
+        elif self.source == SOURCE_LOCAL:
+            self.admin_url = LOCAL_SERVICE
         else:
-            data_dir = Path(tempfile.mkdtemp(prefix="cm_pipeline_pg_")) / "pgdata"
-            self._server = embedded_server(data_dir, cleanup_mode="delete")
-            self.admin_url, self.source = server_url(self._server, "postgres"), "embedded pgserver"
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="cm_pipeline_pg_"))
+            self._server = embedded_server(self._temp_dir / "pgdata", cleanup_mode="delete")
+            self.admin_url = server_url(self._server, "postgres")
 
     def create_database(self, prefix: str = "cm_test") -> str:
         """Create a fresh database and return its URL."""
@@ -60,5 +84,8 @@ class PostgresForTests:
         engine.dispose()
 
     def close(self) -> None:
+        """Stop an embedded server and delete its folder, the temporary parent included."""
         if self._server is not None:
-            self._server.cleanup()
+            self._server.cleanup()  # cleanup_mode="delete" removes pgdata, not the folder made for it
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
