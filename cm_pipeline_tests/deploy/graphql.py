@@ -62,6 +62,12 @@ query Instigators($repo: RepositorySelector!) {
 }
 """
 
+POOL_QUERY = """
+query Pool($key: String!) {
+  instance { concurrencyLimit(concurrencyKey: $key) { slotCount claimedSlots { runId stepKey } } }
+}
+"""
+
 START_SCHEDULE = """
 mutation StartSchedule($selector: ScheduleSelector!) {
   startSchedule(scheduleSelector: $selector) {
@@ -208,3 +214,18 @@ def instigators(stack: DagsterStack) -> tuple[dict[str, dict], dict[str, dict]]:
         {s["name"]: s for s in schedules["results"]},
         {s["name"]: s for s in sensors["results"]},
     )
+
+
+def pool_holders(stack: DagsterStack, pool: str) -> set[str]:
+    """The run ids holding a slot of `pool` right now."""
+    info = stack.graphql(POOL_QUERY, {"key": pool})["instance"]["concurrencyLimit"]
+    return {slot["runId"] for slot in info["claimedSlots"]}
+
+
+def wait_for_pool_holder(stack: DagsterStack, pool: str, run_id: str, timeout: float) -> None:
+    """Poll until `run_id` holds a slot of `pool` (its step in the pool is running)."""
+    deadline = time.monotonic() + timeout
+    while run_id not in pool_holders(stack, pool):
+        if time.monotonic() > deadline or run(stack, run_id)["status"] in TERMINAL_STATUSES:
+            raise StackError(f"run {run_id} never held a {pool} slot\n" + stack.diagnostics())
+        time.sleep(0.5)

@@ -101,12 +101,14 @@ class DagsterStack:
         module: str = "cm_pipeline.definitions",
         location_name: str = LOCATION_NAME,
         dagster_yaml: Path = DAGSTER_YAML,
+        overrides: dict | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.dagster_home = self.workdir / "dagster_home"
         self.module = module
         self.location_name = location_name
         self.dagster_yaml = dagster_yaml
+        self.overrides = overrides or {}
         self.grpc_port = free_port()
         self.web_port = free_port()
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.dagster_home)}
@@ -136,6 +138,11 @@ class DagsterStack:
         """Write DAGSTER_HOME (the shipped dagster.yaml, a gRPC workspace), then start the three processes."""
         self.dagster_home.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.dagster_yaml, self.dagster_home / "dagster.yaml")
+        if self.overrides:  # settings of a block replaced one by one; the rest of the file as shipped
+            config = yaml.safe_load(self.dagster_yaml.read_text())
+            for block, settings in self.overrides.items():
+                config[block] = {**config.get(block, {}), **settings}
+            (self.dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.workspace_path.write_text(
             yaml.safe_dump(
                 {
@@ -258,6 +265,27 @@ class DagsterStack:
         except requests.RequestException:
             return False
 
+    def kill_run_worker(self) -> list[int]:
+        """SIGKILL the one run worker in progress and every process under it, as the OS does on OOM.
+
+        The code server starts each run worker as a `multiprocessing` spawn child (no run id on its
+        command line), so the caller makes sure one run only is in progress. Returns the pids killed.
+        """
+        import psutil
+
+        server = psutil.Process(self.service("code_server").process.pid)
+        workers = [p for p in server.children() if "spawn_main" in " ".join(_cmdline(p))]
+        if len(workers) != 1:
+            raise StackError(f"expected one run worker under the code server, found {workers}")
+        victims = [workers[0], *workers[0].children(recursive=True)]
+        for proc in victims:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(victims, timeout=10)
+        return [p.pid for p in victims]
+
     def service(self, name: str) -> Service:
         return next(s for s in self.services if s.name == name)
 
@@ -280,3 +308,12 @@ class DagsterStack:
         if body.get("errors"):
             raise StackError(f"GraphQL errors: {body['errors']}\n" + self.diagnostics())
         return body["data"]
+
+
+def _cmdline(proc) -> list[str]:
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []

@@ -322,3 +322,4 @@ def test_run_monitoring_frees_the_slots_of_a_dead_run_in_both_instances():
     helm = _helm_values()["dagsterDaemon"]["runMonitoring"]
     assert helm["enabled"] is True
     assert helm["freeSlotsAfterRunEndSeconds"] == shipped["free_slots_after_run_end_seconds"]
+    assert helm["pollIntervalSeconds"] == shipped["poll_interval_seconds"] == 30
