@@ -29,7 +29,7 @@ def fatal_reason(err: ChartMogulError) -> str | None:
     if isinstance(err, (AuthenticationError, ForbiddenError)):
         return f"ChartMogul refused the credentials: {err}"
     if isinstance(err, UnreachableError):
-        return str(err)
+        return err.message
     return None
 
 
