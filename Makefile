@@ -1,10 +1,15 @@
-# The two commands of the README: `make demo` and `make test`. Each sets itself up first.
+# The two commands of the README, `make demo` and `make test`, and the demo warehouse's helpers. Each sets
+# itself up first.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The demo's ports; also read from the environment (`UI_PORT=3001 make demo` or `make demo UI_PORT=3001`).
+UI_PORT      ?= 3000
+SANDBOX_PORT ?= 8787
+export UI_PORT SANDBOX_PORT
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench psql stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +20,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	$(BIN)/dagster-dbt project prepare-and-package --file cm_pipeline/models/project.py
 
-demo: setup
+# The ports are checked first (standard library only), so a busy one is refused before anything is
+# installed or started.
+demo:
+	@$(PYTHON) -m cm_pipeline.demo.ports
+	@$(MAKE) --no-print-directory setup
 	$(BIN)/python -m cm_pipeline.demo
 
 test: setup
@@ -33,6 +42,17 @@ bench: setup
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/push.py
 
-clean:
-	-test -x $(BIN)/python && $(BIN)/python -c "from cm_pipeline.warehouse.connection import stop_embedded; stop_embedded()"
-	rm -rf $(VENV) .cm_pipeline dbt_project/target dbt_project/logs
+# psql on the demo warehouse (the embedded Postgres under .cm_pipeline/pgdata, started if needed).
+psql: $(STAMP)
+	$(BIN)/python -m cm_pipeline.demo.warehouse psql
+
+# Stop the embedded Postgres the demo leaves running; its data stays for the next `make demo`.
+stop:
+	-test -x $(BIN)/python && $(BIN)/python -m cm_pipeline.demo.warehouse stop
+
+# Everything the project created: the virtualenv, the demo's state (warehouse, sandbox state, Dagster
+# home, logs), the dbt build output, packaging and cache folders.
+clean: stop
+	rm -rf $(VENV) .cm_pipeline *.egg-info build dbt_project/target dbt_project/logs dbt_project/dbt_packages \
+	  .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -51,7 +51,10 @@ def cli_args(
 
 class SandboxProcess:
     """Runs the sandbox as a subprocess on a free port; start() returns once /_sandbox/health answers.
-    Takes SandboxServer's arguments (account, state_file, knobs); a state file survives a SIGKILL."""
+    Takes SandboxServer's arguments (account, state_file, knobs); a state file survives a SIGKILL.
+    own_process_group: start it in a session of its own, so a terminal's Ctrl-C reaches only its owner,
+    which stops it when it chooses (the demo stops it last, after the runs that call it).
+    stderr: where its own messages go (a file or descriptor; default: this process's stderr)."""
 
     def __init__(
         self,
@@ -63,6 +66,8 @@ class SandboxProcess:
         startup_timeout: float = 180.0,
         account: str = "uniform",
         state_file: str | os.PathLike | None = None,
+        own_process_group: bool = False,
+        stderr: Any = None,
         **knobs: Any,
     ):
         self.customers = customers
@@ -71,6 +76,8 @@ class SandboxProcess:
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
+        self.own_process_group = own_process_group
+        self.stderr = stderr
         self._args = cli_args(customers, seed, api_key, port, host, knobs, account, state_file)
         self._proc: subprocess.Popen | None = None
         self._drain: threading.Thread | None = None
@@ -96,6 +103,8 @@ class SandboxProcess:
             stdin=subprocess.DEVNULL,
             text=True,
             env=env,
+            start_new_session=self.own_process_group,
+            stderr=self.stderr,
         )
         line_box: list[str] = []
         reader = threading.Thread(target=lambda: line_box.append(self._proc.stdout.readline()), daemon=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cm_pipeline.demo import demo_instance_config, write_instance_config
+from cm_pipeline.demo.instance import demo_instance_config, write_instance_config
 from cm_pipeline_tests.deploy.stack import DAGSTER_YAML
 
 
@@ -16,6 +16,9 @@ def _deployed_concurrency() -> dict:
 def test_the_demo_instance_copies_the_deployed_limits_and_keeps_local_storage():
     config = demo_instance_config()
     assert config["concurrency"] == _deployed_concurrency()
+    deployed_monitoring = yaml.safe_load(DAGSTER_YAML.read_text())["run_monitoring"]
+    assert config["run_monitoring"] == deployed_monitoring
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 30
     assert not {"storage", "run_storage", "event_log_storage", "schedule_storage", "run_launcher"} & set(
         config
     ), "the demo keeps Dagster's local (sqlite) storage: no Postgres settings from docker/dagster.yaml"
@@ -40,6 +43,7 @@ def test_the_demo_instance_loads_and_enforces_the_limits(tmp_path):
         assert ("cm_pipeline/refresh", 1) in limits
         assert config.run_queue_config.max_concurrent_runs == deployed["runs"]["max_concurrent_runs"]
         assert config.pool_config.default_pool_limit == deployed["pools"]["default_limit"] == 1
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
 
 
 def test_an_earlier_empty_demo_config_is_replaced(tmp_path):
