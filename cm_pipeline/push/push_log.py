@@ -103,16 +103,19 @@ def plan_rows(engine: Engine, run_id: str, kind: str) -> list[dict]:
         return [r[0] for r in conn.execute(sa.text(sql), {"r": run_id, "k": kind})]
 
 
+def _execute(engine: Engine, sql: str, params: dict) -> None:
+    """One statement in a transaction of its own, committed."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
 def drop_plan(engine: Engine, run_id: str, kind: str, keep_days: int = 7) -> None:
     """Delete this run's plan, and plans older than `keep_days` left by crashed runs."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"DELETE FROM {PUSH_PLAN_TABLE} WHERE (run_id = :r AND kind = :k) "
-                "OR created_at < now() - make_interval(days => :d)"
-            ),
-            {"r": run_id, "k": kind, "d": keep_days},
-        )
+    sql = (
+        f"DELETE FROM {PUSH_PLAN_TABLE} WHERE (run_id = :r AND kind = :k) "
+        "OR created_at < now() - make_interval(days => :d)"
+    )
+    _execute(engine, sql, {"r": run_id, "k": kind, "d": keep_days})
 
 
 # ---- push_log -----------------------------------------------------------------------------------
@@ -184,22 +187,13 @@ def close_intent(
     """Give a pending write its outcome, now that its answer is in."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome: {outcome!r} is not one of {', '.join(OUTCOMES)}")
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE {PUSH_LOG_TABLE} SET outcome = :o, http_status = :s, error = :e, finished_at = now() "
-                "WHERE id = :id"
-            ),
-            {"o": outcome, "s": http_status, "e": error, "id": log_id},
-        )
+    sql = f"UPDATE {PUSH_LOG_TABLE} SET outcome = :o, http_status = :s, error = :e, finished_at = now() WHERE id = :id"
+    _execute(engine, sql, {"o": outcome, "s": http_status, "e": error, "id": log_id})
 
 
 def withdraw_intent(engine: Engine, log_id: int) -> None:
     """Remove a pending write that was never sent (the API refused the connection, or the run stopped)."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(f"DELETE FROM {PUSH_LOG_TABLE} WHERE id = :id AND outcome = 'pending'"), {"id": log_id}
-        )
+    _execute(engine, f"DELETE FROM {PUSH_LOG_TABLE} WHERE id = :id AND outcome = 'pending'", {"id": log_id})
 
 
 def pending_intents(engine: Engine, kind: str) -> list[dict]:
@@ -214,14 +208,11 @@ def pending_intents(engine: Engine, kind: str) -> list[dict]:
 
 def resolve_intent(engine: Engine, log_id: int, outcome: str, note: str) -> None:
     """Settle a pending write found by a later run: `note` (why, and which run) joins its error."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE {PUSH_LOG_TABLE} SET outcome = :o, error = concat_ws('; ', error, CAST(:n AS text)), "
-                "finished_at = now() WHERE id = :id AND outcome = 'pending'"
-            ),
-            {"o": outcome, "n": note, "id": log_id},
-        )
+    sql = (
+        f"UPDATE {PUSH_LOG_TABLE} SET outcome = :o, error = concat_ws('; ', error, CAST(:n AS text)), "
+        "finished_at = now() WHERE id = :id AND outcome = 'pending'"
+    )
+    _execute(engine, sql, {"o": outcome, "n": note, "id": log_id})
 
 
 # ---- what earlier runs and this run say ------------------------------------------------------------

@@ -107,6 +107,16 @@ def custom_ds(ctl) -> str:
 
 
 @pytest.fixture
+def closed_port():
+    """A local port nothing listens on: every connection is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
 def unanswered_port():
     """A port whose SYNs go unanswered: a listener that never accepts, its accept queue full (Linux
     then drops new SYNs, so a connect times out instead of being refused)."""

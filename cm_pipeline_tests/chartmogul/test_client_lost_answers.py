@@ -7,7 +7,6 @@ UnreachableError once attempts in a row got no answer, and sends nothing more.
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -73,16 +72,6 @@ def test_a_create_that_met_its_own_lost_attempt_says_so(make_client, ctl):
     assert not any(r.after_lost_answer for r in results if r.created)
     externals = [c["external_id"] for c in ctl.customers() if c["external_id"].startswith("lost-")]
     assert sorted(externals) == [f"lost-{i}" for i in range(6)]
-
-
-@pytest.fixture
-def closed_port():
-    """A local port nothing listens on: every connection is refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _dead_client(port: int, **kw) -> ChartMogulClient:

@@ -11,6 +11,7 @@ from cm_pipeline.chartmogul.client import ChartMogulClient
 from cm_pipeline.sandbox import SandboxServer
 from cm_pipeline.warehouse.customers import write_entries
 from cm_pipeline.warehouse.schema import ensure_schema
+from cm_pipeline_tests.chartmogul.conftest import closed_port  # noqa: F401  (a fixture, shared)
 from cm_pipeline_tests.conftest import TEST_API_KEY
 
 UPDATES_DDL = (
@@ -124,6 +125,11 @@ def seed_customers(ctl, n: int = 3) -> list[dict]:
         )
         for i in range(n)
     ]
+
+
+def type_conflict_row(uuid: str) -> dict:
+    """An update row only the API can refuse: CAC is an Integer in the account; the row declares String."""
+    return {"customer_uuid": uuid, "custom_attributes": {"CAC": "lots"}, "attribute_types": {"CAC": "String"}}
 
 
 def make_updates(engine, rows: list[dict]) -> None:

@@ -4,7 +4,6 @@ all marked failed, and the run ended green)."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -23,16 +22,6 @@ from cm_pipeline_tests.push.conftest import (
     seed_customers,
     sync_warehouse,
 )
-
-
-@pytest.fixture
-def closed_port():
-    """A local port nothing listens on: every connection is refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def test_a_push_against_a_closed_port_stops_within_a_minute_and_marks_nothing(ctl, client, wh, closed_port):

@@ -16,6 +16,7 @@ from cm_pipeline_tests.push.conftest import (
     make_updates,
     seed_customers,
     sync_warehouse,
+    type_conflict_row,
 )
 
 
@@ -80,17 +81,7 @@ def test_a_missing_key_that_cannot_be_created_safely_is_failed_not_rejected(ctl,
 def test_a_rejection_is_resent_once_the_customer_is_refreshed(ctl, client, wh):
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
-    # CAC is an Integer in the account; the row declares String, so only the API can refuse it.
-    make_updates(
-        wh,
-        [
-            {
-                "customer_uuid": a["uuid"],
-                "custom_attributes": {"CAC": "lots"},
-                "attribute_types": {"CAC": "String"},
-            }
-        ],
-    )
+    make_updates(wh, [type_conflict_row(a["uuid"])])
     assert push(wh, client, "run-1", UPDATES)["rejected"] == 1
     ctl.reset_stats()
     assert push(wh, client, "run-2", UPDATES)["rejected"] == 1 and ctl.stats()["requests"] == 0

@@ -13,6 +13,7 @@ from cm_pipeline_tests.push.conftest import (
     make_updates,
     seed_customers,
     sync_warehouse,
+    type_conflict_row,
     wh_customer,
     writes_at_sandbox,
 )
@@ -21,17 +22,7 @@ from cm_pipeline_tests.push.conftest import (
 def test_api_rejection_is_not_resent_until_the_row_changes(ctl, client, wh):
     (a,) = seed_customers(ctl, 1)
     sync_warehouse(wh, client)
-    # CAC is an Integer in the account; the row declares String, so only the API can refuse it.
-    make_updates(
-        wh,
-        [
-            {
-                "customer_uuid": a["uuid"],
-                "custom_attributes": {"CAC": "lots"},
-                "attribute_types": {"CAC": "String"},
-            }
-        ],
-    )
+    make_updates(wh, [type_conflict_row(a["uuid"])])
     first = push(wh, client, "run-1", UPDATES)
     assert first["rejected"] == 1
     (row,) = log_rows(wh, "run-1")
