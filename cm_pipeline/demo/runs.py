@@ -36,6 +36,11 @@ def push_summary(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{_n(counts.get(k))} {k}" for k in shown)
 
 
+def never_started(run: Run) -> bool:
+    """A queued run canceled before it was launched (Dagster gives it a start time all the same)."""
+    return run.status == "CANCELED" and run.start is not None and (run.end or run.start) - run.start < 0.5
+
+
 def started_line(run: Run) -> str:
     return f"run started: {run.job} ({run.run_id[:8]})"
 
@@ -78,6 +83,10 @@ class RunWatcher:
                 continue  # queued (it gets its line when it starts), or a run of an earlier demo
             if run.run_id not in self._started:
                 self._started.add(run.run_id)
+                if never_started(run):
+                    self._ended.add(run.run_id)
+                    lines.append(f"run canceled before it started: {run.job}")
+                    continue
                 lines.append(started_line(run))
             if run.status in ENDED and run.run_id not in self._ended:
                 self._ended.add(run.run_id)
