@@ -10,11 +10,15 @@ right after a Ctrl-C and the next `make demo` starts faster. `make stop` stops i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import warnings
 from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 from cm_pipeline.project import state_dir
 from cm_pipeline.warehouse.connection import (
@@ -28,16 +32,22 @@ from cm_pipeline.warehouse.connection import (
 )
 
 
+@contextmanager
+def quiet_platformdirs():
+    """pgserver asks platformdirs for a runtime folder (used only when pgdata's path is too long for a
+    socket); platformdirs warns RuntimeDirWarning when XDG_RUNTIME_DIR is unset (root shells, containers)
+    and falls back to /tmp/runtime-UID, which serves: that one warning is ignored."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        yield
+
+
 def demo_warehouse_url(environ: Mapping[str, str] | None = None) -> str:
     """WAREHOUSE_URL, else the embedded server's database, started if needed and left running."""
     environ = os.environ if environ is None else environ
     if environ.get("WAREHOUSE_URL"):
         return normalize_url(environ["WAREHOUSE_URL"])
-    with warnings.catch_warnings():
-        # pgserver asks platformdirs for a runtime folder (used only when pgdata's path is too long for a
-        # socket); platformdirs warns RuntimeDirWarning when XDG_RUNTIME_DIR is unset (root shells,
-        # containers) and falls back to /tmp/runtime-UID, which serves. Not a problem of the demo's.
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    with quiet_platformdirs():
         server = embedded_server(cleanup_mode=None)  # None: this process's exit does not stop the server
     ensure_database(server_url(server, "postgres"), EMBEDDED_DATABASE)
     return server_url(server, EMBEDDED_DATABASE)
@@ -76,19 +86,45 @@ def psql_hint(url: str) -> str:
     return f"psql -h {params['host']} -p {params['port']} -U {params['user']} {params['dbname']}"
 
 
+def forget_dead_handles(data_dir: Path) -> None:
+    """Drop the pids of exited processes from pgserver's list of the server's users.
+
+    pgserver stops the server only when the last process in .handle_pids.json lets go, and a process
+    that ended without its exit handlers (killed, or replaced by exec) stays listed for ever.
+    """
+    import psutil
+
+    path = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def stop(data_dir: Path) -> str:
+    """Stop the embedded server under `data_dir`, keeping its data; say what happened."""
+    if not (data_dir / "postmaster.pid").exists():  # attaching to a stopped server would start it
+        return f"the embedded Postgres ({data_dir}) is not running"
+    forget_dead_handles(data_dir)
+    with quiet_platformdirs():
+        stop_embedded(data_dir)
+    if (data_dir / "postmaster.pid").exists():
+        return f"the embedded Postgres ({data_dir}) is still in use by another process; not stopped"
+    return f"embedded Postgres stopped; its data stays in {data_dir}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """`psql` or `stop` (see the module docstring)."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["psql"]:
         command, extra = psql_argv(demo_warehouse_url())
-        os.execvpe(command[0], command, {**os.environ, **extra})
+        # A child, not exec: this process must exit normally to let go of the server (see above).
+        return subprocess.run(command, env={**os.environ, **extra}).returncode
     if args == ["stop"]:
-        data_dir = state_dir() / "pgdata"
-        if not (data_dir / "postmaster.pid").exists():  # attaching to a stopped server would start it
-            print(f"the embedded Postgres ({data_dir}) is not running")
-            return 0
-        stop_embedded(data_dir)
-        print(f"embedded Postgres stopped; its data stays in {data_dir}")
+        print(stop(state_dir() / "pgdata"))
         return 0
     print("usage: python -m cm_pipeline.demo.warehouse psql|stop", file=sys.stderr)
     return 2
