@@ -1,6 +1,6 @@
 """Push health in the UI: one asset per push kind standing for the ChartMogul state it pushed, and its check.
 
-`chartmogul/pushed_<kind>` sits downstream of its dbt outbound model (`reverse_etl/chartmogul_<kind>`)
+`chartmogul_pushed_<kind>` sits downstream of its dbt outbound model (`reverse_etl/chartmogul_<kind>`)
 in the lineage graph. The push job does not compute it: its summarise step records a materialization
 of it per push, with the outcome counts, the calls and the duration as numeric metadata (plotted over
 time), and the `rows_rejected_or_failed` check's result: passed when no row was rejected or failed, a
@@ -26,7 +26,7 @@ COUNTED = ("applied", "unchanged", "rejected", "failed", "pending")
 
 def push_asset_key(kind: str) -> dg.AssetKey:
     """The asset standing for what the push of `kind` left in ChartMogul."""
-    return dg.AssetKey(["chartmogul", f"pushed_{kind}"])
+    return dg.AssetKey(f"chartmogul_pushed_{kind}")
 
 
 def _spec(kind: PushKind) -> dg.AssetSpec:
