@@ -42,6 +42,10 @@ STARTUP_SECONDS = 180.0
 # The stop's budget (under 15 s in all): runs get STOP_RUNS_SECONDS to end, Dagster STOP_DAGSTER_SECONDS.
 STOP_RUNS_SECONDS = 6.0
 STOP_DAGSTER_SECONDS = 6.0
+# The demo's refresh runs its steps in the run's own process: each step process of the default executor
+# loads the code location again (10-30 s on two cores, `dbt parse` included under `dg dev`), which is
+# most of a small refresh's time. Same steps, same pool and tags.
+REFRESH_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
 # No run for this long (more than the push sensor's 30 s interval) after the last one ended: say so once.
 IDLE_SECONDS = 45.0
 
@@ -167,7 +171,7 @@ class Demo:
 
         self.phase = "running"
         self.ui.start_sensor(PUSH_SENSOR)  # off by default: nothing is pushed until someone turns it on
-        self.ui.launch(REFRESH_JOB)
+        self.ui.launch(REFRESH_JOB, REFRESH_RUN_CONFIG)
         say("refresh launched; the push sensor launches the pushes after it. Ctrl-C stops everything")
 
     def _location_loaded(self) -> bool:

@@ -121,10 +121,11 @@ class DagsterUI:
                 }
         return {}
 
-    def launch(self, job: str) -> str:
+    def launch(self, job: str, run_config: dict | None = None) -> str:
         """Launch `job` (it goes through the queue like any run) and return its run id."""
         selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job}
-        result = self.query(LAUNCH, {"params": {"selector": selector, "runConfigData": {}}})["launchRun"]
+        params = {"selector": selector, "runConfigData": run_config or {}}
+        result = self.query(LAUNCH, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             raise UIError(f"launching {job}: {result.get('message') or result}")
         return result["run"]["runId"]
