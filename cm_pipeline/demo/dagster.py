@@ -2,11 +2,13 @@
 
 Its own session keeps the terminal's Ctrl-C away from it: the demo decides when Dagster stops (after its
 runs were told to stop, before the sandbox). Stopping sends SIGTERM, which `dagster dev` turns into its
-orderly shutdown; whatever of its group is still there after the grace period is killed.
+orderly shutdown; whatever of its group is still there after the grace period is killed. If the demo
+itself is killed, `dg dev` gets SIGTERM from the kernel (the sandbox watches its parent likewise).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,6 +18,18 @@ from pathlib import Path
 
 from cm_pipeline.demo.console import Console
 from cm_pipeline.project import REPO_ROOT
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the demo dies, even killed (Linux prctl PDEATHSIG), so a
+    demo killed with SIGKILL does not leave Dagster running on its own."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the demo's own stop still ends it
+        pass
 
 
 def console_script(name: str) -> str:
@@ -49,6 +63,7 @@ class DagsterDev:
             text=True,
             errors="replace",
             start_new_session=True,  # the terminal's Ctrl-C reaches the demo only
+            preexec_fn=_die_with_parent,
         )
         self.console.pump(self.process.stdout)
 
