@@ -67,6 +67,26 @@ def screenshot(url: str, path: Path) -> None:
     print(f"  wrote {path.relative_to(REPO_ROOT)}")
 
 
+REJECTIONS = """
+SELECT kind, regexp_replace(error, '''' || '[^'']*' || '''', '...', 'g') AS reason, count(*)
+FROM cm_pipeline.push_log WHERE outcome = 'rejected' GROUP BY 1, 2 ORDER BY 3 DESC
+"""
+
+
+def rejections(state: Path) -> None:
+    """What the pushes rejected, by kind and reason with the values left out (the README explains them)."""
+    import sqlalchemy as sa
+
+    from cm_pipeline.demo.warehouse import demo_warehouse_url
+
+    os.environ["CM_PIPELINE_STATE_DIR"] = str(state)
+    engine = sa.create_engine(demo_warehouse_url())
+    with engine.connect() as conn:
+        for kind, reason, count in conn.execute(sa.text(REJECTIONS)):
+            print(f"  rejected {count:5d} {kind}: {reason[:120]}")
+    engine.dispose()
+
+
 def one_start(env: dict[str, str], customers: int, shots: bool) -> None:
     demo = DemoProcess(env, ["--customers", str(customers)])
     try:
@@ -103,6 +123,7 @@ def main() -> int:
         for start in range(1, args.starts + 1):
             print(f"start {start} ({args.customers} customers, state {state})")
             one_start(env, args.customers, shots=start == 1 and not args.no_screenshots)
+            rejections(state)
     finally:
         if (state / "pgdata" / "postmaster.pid").exists():
             stop_embedded(state / "pgdata")

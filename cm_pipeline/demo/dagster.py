@@ -72,17 +72,26 @@ class DagsterDev:
         return None if self.process is None else self.process.poll()
 
     def stop(self, grace: float) -> bool:
-        """SIGTERM, wait up to `grace` seconds, then kill what is left of its group; True if it was clean."""
+        """SIGTERM to `dg dev`, then to its whole group, each for half of `grace` seconds, then SIGKILL to
+        what is left of the group; True if nothing needed SIGKILL."""
         proc = self.process
         if proc is None:
             return True
         clean = True
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        # SIGTERM to `dg dev` stops the webserver and the daemon in a second or two; its code server then
+        # takes its time, so after half the grace every process of the group gets SIGTERM itself.
+        for send in (proc.send_signal, lambda sig: os.killpg(proc.pid, sig)):
+            if proc.poll() is not None:
+                break
             try:
-                proc.wait(grace)
+                send(signal.SIGTERM)
+                proc.wait(grace / 2)
+            except ProcessLookupError:
+                break
             except subprocess.TimeoutExpired:
-                clean = False
+                continue
+        else:
+            clean = proc.poll() is not None
         clean = self._kill_group(proc.pid) and clean
         if proc.poll() is None:
             proc.wait(5)
