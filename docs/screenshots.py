@@ -27,10 +27,10 @@ from cm_pipeline.demo.driver import DemoProcess  # noqa: E402
 from cm_pipeline.warehouse.connection import stop_embedded  # noqa: E402
 
 DOCS = REPO_ROOT / "docs"
-# (file, path in the UI): the Runs list after a cycle, and the asset lineage.
+# (file, path in the UI): the Runs list after a cycle, and what the extract feeds (dbt, the outbound models).
 SHOTS = (
     ("demo-runs.png", "/runs"),
-    ("demo-lineage.png", "/asset-groups"),
+    ("demo-lineage.png", "/assets/chartmogul_customers?view=lineage&lineageScope=downstream"),
 )
 CHROMIUM_FLAGS = [
     "--headless",
@@ -41,7 +41,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--hide-scrollbars",
-    "--window-size=1440,900",
+    "--window-size=1600,1000",
     "--virtual-time-budget=20000",
 ]
 
@@ -50,6 +50,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def dismiss_welcome(port: str) -> None:
+    """Record on the instance that the UI's "Join the Dagster community" dialog was seen (a fresh browser
+    profile would show it over every page)."""
+    import requests
+
+    requests.post(
+        f"http://127.0.0.1:{port}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30
+    ).raise_for_status()
 
 
 def screenshot(url: str, path: Path) -> None:
@@ -94,6 +104,7 @@ def one_start(env: dict[str, str], customers: int, shots: bool) -> None:
         idle, _ = demo.wait_for("idle:", 3600)
         if shots:
             port = env["UI_PORT"]
+            dismiss_welcome(port)
             for name, path in SHOTS:
                 screenshot(f"http://127.0.0.1:{port}{path}", DOCS / name)
         stop = demo.ctrl_c()
