@@ -165,6 +165,39 @@ def _kill_a_refresh_and_see_the_next_one_run(stack: DagsterStack, sandbox) -> di
     return second
 
 
+def _instigators_turn_on_and_off(stack: DagsterStack) -> None:
+    """The schedule and the sensor are listed and can be turned on (then off again).
+
+    The schedule runs by default and the sensor does not, so the schedule is stopped first: starting it
+    must then really change its state.
+    """
+    schedules, sensors = gq.instigators(stack)
+    assert SCHEDULE in schedules, sorted(schedules)
+    assert SENSOR in sensors, sorted(sensors)
+    assert schedules[SCHEDULE]["scheduleState"]["status"] == "RUNNING", "the schedule runs by default"
+    assert sensors[SENSOR]["sensorState"]["status"] == "STOPPED", "the push sensor is off by default"
+    selector = gq.repository_selector(stack)
+
+    stopped = stack.graphql(gq.STOP_SCHEDULE, {"id": schedules[SCHEDULE]["scheduleState"]["id"]})
+    assert stopped["stopRunningSchedule"].get("scheduleState", {}).get("status") == "STOPPED", stopped
+    schedules, sensors = gq.instigators(stack)
+    assert schedules[SCHEDULE]["scheduleState"]["status"] == "STOPPED"
+
+    started = stack.graphql(gq.START_SCHEDULE, {"selector": {**selector, "scheduleName": SCHEDULE}})
+    assert started["startSchedule"].get("scheduleState", {}).get("status") == "RUNNING", started
+    started = stack.graphql(gq.START_SENSOR, {"selector": {**selector, "sensorName": SENSOR}})
+    assert started["startSensor"].get("sensorState", {}).get("status") == "RUNNING", started
+
+    schedules, sensors = gq.instigators(stack)
+    assert schedules[SCHEDULE]["scheduleState"]["status"] == "RUNNING"
+    assert sensors[SENSOR]["sensorState"]["status"] == "RUNNING"
+
+    stopped = stack.graphql(gq.STOP_SCHEDULE, {"id": schedules[SCHEDULE]["scheduleState"]["id"]})
+    assert stopped["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", stopped
+    stopped = stack.graphql(gq.STOP_SENSOR, {"id": sensors[SENSOR]["sensorState"]["id"]})
+    assert stopped["stopSensor"]["instigationState"]["status"] == "STOPPED", stopped
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sandbox, tmp_path):
@@ -195,34 +228,8 @@ def test_refresh_runs_through_the_daemon_and_instigators_turn_on(databases, sand
         # The compose daemon's healthcheck passes against this daemon (every daemon has a heartbeat).
         _wait_for_daemon_liveness(stack)
 
-        # 3. The schedule and the sensor are listed and can be turned on (then off again). The schedule
-        # runs by default and the sensor does not, so the schedule is stopped first: starting it must then
-        # really change its state.
-        schedules, sensors = gq.instigators(stack)
-        assert SCHEDULE in schedules, sorted(schedules)
-        assert SENSOR in sensors, sorted(sensors)
-        assert schedules[SCHEDULE]["scheduleState"]["status"] == "RUNNING", "the schedule runs by default"
-        assert sensors[SENSOR]["sensorState"]["status"] == "STOPPED", "the push sensor is off by default"
-        selector = gq.repository_selector(stack)
-
-        stopped = stack.graphql(gq.STOP_SCHEDULE, {"id": schedules[SCHEDULE]["scheduleState"]["id"]})
-        assert stopped["stopRunningSchedule"].get("scheduleState", {}).get("status") == "STOPPED", stopped
-        schedules, sensors = gq.instigators(stack)
-        assert schedules[SCHEDULE]["scheduleState"]["status"] == "STOPPED"
-
-        started = stack.graphql(gq.START_SCHEDULE, {"selector": {**selector, "scheduleName": SCHEDULE}})
-        assert started["startSchedule"].get("scheduleState", {}).get("status") == "RUNNING", started
-        started = stack.graphql(gq.START_SENSOR, {"selector": {**selector, "sensorName": SENSOR}})
-        assert started["startSensor"].get("sensorState", {}).get("status") == "RUNNING", started
-
-        schedules, sensors = gq.instigators(stack)
-        assert schedules[SCHEDULE]["scheduleState"]["status"] == "RUNNING"
-        assert sensors[SENSOR]["sensorState"]["status"] == "RUNNING"
-
-        stopped = stack.graphql(gq.STOP_SCHEDULE, {"id": schedules[SCHEDULE]["scheduleState"]["id"]})
-        assert stopped["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", stopped
-        stopped = stack.graphql(gq.STOP_SENSOR, {"id": sensors[SENSOR]["sensorState"]["id"]})
-        assert stopped["stopSensor"]["instigationState"]["status"] == "STOPPED", stopped
+        # 3. The schedule and the sensor are listed and can be turned on (then off again).
+        _instigators_turn_on_and_off(stack)
         _wait_for_no_runs_in_flight(stack)
 
     # 4. Everything stopped on SIGTERM/SIGINT; nothing needed SIGKILL.
