@@ -227,6 +227,33 @@ def _check_type(uuid: str, entry: dict, attributes: dict | None, source: Source)
     return FieldProblem(uuid, label, f"is not {kind}: {_short(value)}; stored NULL")
 
 
+# Per checked column: its keys, the value classes that need no closer look, and the source (see
+# _check_type, which words the problem); a flat loop, as every entry of every page goes through it.
+_FAST_CLASSES = {"text": (str, int, float), "array": (list,), "object": (dict,)}
+_CHECK_PLAN = tuple((s.keys, s.nested, _FAST_CLASSES[s.kind], s) for s in _CHECKED)
+
+
+def _checked_problems(uuid: str, entry: dict, attributes: dict | None) -> list[FieldProblem]:
+    """The problems of the columns SQL derives (`_check_type` for each value not plainly of its kind)."""
+    problems = []
+    for keys, nested, fine, source in _CHECK_PLAN:
+        container = attributes if nested else entry
+        if not container:
+            continue
+        for key in keys:
+            if key in container:
+                value = container[key]
+                break
+        else:
+            continue
+        if value is None or value.__class__ in fine:
+            continue
+        problem = _check_type(uuid, entry, attributes, source)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
 def _raw_text(entry: dict, thorough: bool) -> tuple[str, bool]:
     if not thorough:
         try:  # orjson: compact, key order kept, several times faster than json.dumps (NaN -> null)
@@ -264,7 +291,7 @@ def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
     if attributes is not None and not isinstance(attributes, dict):
         problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
         attributes = None
-    problems += [p for s in _CHECKED if (p := _check_type(uuid, entry, attributes, s)) is not None]
+    problems += _checked_problems(uuid, entry, attributes)
     raw, replaced = _raw_text(entry, thorough)
     if replaced:  # rare: say where
         problems += [
