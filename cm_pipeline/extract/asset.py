@@ -73,7 +73,10 @@ class ExtractConfig(dg.Config):
     per_page: int = Field(default=200, description="Customers per list request (1-200).")
     max_workers: int = Field(
         default=10,
-        description="Partitions walked at once (1-32); all share the client's rate and connection limits.",
+        description=(
+            "Requests in flight at most (1-32), all through the client's rate and connection limits; the"
+            " walk keeps fewer in flight when the rate could not start them without waiting."
+        ),
     )
     data_source_uuid: str | None = Field(
         default=None, description="Only customers of this data source (list filter data_source_uuid)."
@@ -89,14 +92,10 @@ class ExtractConfig(dg.Config):
     split_large_partitions: bool = Field(
         default=True,
         description=(
-            "Walk a status holding more than split_threshold of the live customers (as last published) as one"
-            " cursor per data source; its customers are then checked against the API's exact count and the"
-            " whole status is walked again if any are missing. A first load sizes statuses by the API's own counts."
+            "Split a status over every data source GET /v1/data_sources lists when its cursor would"
+            " outlast the longest (status, data source) partition (on a first load: when its first page"
+            " says more follow). If that call fails, the pass walks by status alone."
         ),
-    )
-    split_threshold: float | None = Field(
-        default=None,
-        description="Share of the live customers above which a status is split (0-1); unset: 1/max_workers.",
     )
     full_refresh: bool = Field(
         default=False,
@@ -126,7 +125,6 @@ class ExtractConfig(dg.Config):
             system=self.system,
             partition_by_status=self.partition_by_status,
             split_large_partitions=self.split_large_partitions,
-            split_threshold=self.split_threshold,
             full_refresh=self.full_refresh,
             resume_max_age=timedelta(hours=self.resume_max_age_hours),
             verify_deletions=self.verify_deletions,
@@ -136,34 +134,21 @@ class ExtractConfig(dg.Config):
 
 
 def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
-    """MaterializeResult metadata: counts, duration, MRR as a plottable number, the table schema."""
+    """MaterializeResult metadata: numbers worth a plot (rows, MRR, writes, pages, duration) as numbers;
+    everything else as JSON or text, so the asset's plots are not lost among flat lines."""
     pub = result.publish
-    return {
+    metadata = {
         "dagster/row_count": pub.row_count,
         "dagster/table_name": CUSTOMERS_TABLE,
         "dagster/column_schema": CUSTOMERS_TABLE_SCHEMA,
-        "live_customers": pub.live_count,
+        "total_mrr": dg.FloatMetadataValue(pub.total_mrr_cents / 100.0),
         "inserted": pub.inserted,
         "updated": pub.updated,
-        "unchanged": pub.unchanged,
         "deleted": pub.deleted,
-        "undeleted": pub.undeleted,
         "kept_newer": pub.kept_newer,
         "pages": result.pages,
-        "customers_fetched": result.customers_fetched,
         "duration_seconds": dg.FloatMetadataValue(round(result.duration_seconds, 3)),
-        "total_mrr": dg.FloatMetadataValue(pub.total_mrr_cents / 100.0),
-        "rejected_entries": result.rejected,
-        "field_problems": result.field_problems,
-        "status_mismatches": result.status_mismatches,
-        "deletion_candidates": result.deletion_candidates,
-        "verified_alive": result.verified_alive,
-        "verification_errors": result.verification_errors,
-        "pass_id": result.pass_id,
-        "resumed": result.resumed,
-        "http_requests": result.requests.get("requests", 0),
-        "http_retries": result.requests.get("retries", 0),
-        "http_429": result.requests.get("rate_limited", 0),
+        "run": dg.MetadataValue.json(run_details(result)),
         "partitions": dg.MetadataValue.json(
             {
                 name: {
@@ -175,8 +160,35 @@ def result_metadata(result: ExtractResult, warehouse_url_redacted: str) -> dict:
                 for name, p in result.partitions.items()
             }
         ),
-        "coverage": dg.MetadataValue.json(result.coverage),
+        "plan": dg.MetadataValue.json(result.plan),
         "warehouse": warehouse_url_redacted,
+    }
+    if result.plan.get("data_sources_failed"):
+        metadata["warning"] = dg.MetadataValue.text(
+            f"GET /v1/data_sources failed ({result.plan['data_sources_failed']}): walked by status alone"
+        )
+    return metadata
+
+
+def run_details(result: ExtractResult) -> dict:
+    """The run's other counts, for the "run" JSON entry."""
+    pub = result.publish
+    return {
+        "live_customers": pub.live_count,
+        "unchanged": pub.unchanged,
+        "undeleted": pub.undeleted,
+        "customers_fetched": result.customers_fetched,
+        "rejected_entries": result.rejected,
+        "field_problems": result.field_problems,
+        "status_mismatches": result.status_mismatches,
+        "deletion_candidates": result.deletion_candidates,
+        "verified_alive": result.verified_alive,
+        "verification_errors": result.verification_errors,
+        "pass_id": result.pass_id,
+        "resumed": result.resumed,
+        "http_requests": result.requests.get("requests", 0),
+        "http_retries": result.requests.get("retries", 0),
+        "http_429": result.requests.get("rate_limited", 0),
     }
 
 

@@ -15,12 +15,11 @@ class ExtractOptions:
     """What one extraction run does (the asset's run config maps onto this)."""
 
     per_page: int = 200
-    max_workers: int = 10  # partitions walked at once (the client's limiter caps real concurrency and rps)
+    max_workers: int = 10  # requests in flight at most (the client's limiter caps real concurrency and rps)
     data_source_uuid: str | None = None
     system: str | None = None
     partition_by_status: bool = True
-    split_large_partitions: bool = True  # split a large status by data source (see partitions.py)
-    split_threshold: float | None = None  # share of live customers above which a status splits; 1/max_workers
+    split_large_partitions: bool = True  # split statuses by data source (plan.py)
     full_refresh: bool = False
     resume_max_age: timedelta = timedelta(hours=24)
     verify_deletions: bool = True
@@ -36,14 +35,6 @@ class ExtractOptions:
             raise ValueError(f"per_page: must be an integer from 1 to 200, got {self.per_page!r}")
         if not isinstance(self.max_workers, int) or not 1 <= self.max_workers <= 32:
             raise ValueError(f"max_workers: must be an integer from 1 to 32, got {self.max_workers!r}")
-        if self.split_threshold is not None and (
-            isinstance(self.split_threshold, bool)
-            or not isinstance(self.split_threshold, int | float)
-            or not 0 < self.split_threshold <= 1
-        ):
-            raise ValueError(
-                f"split_threshold: must be a share in (0, 1] or unset, got {self.split_threshold!r}"
-            )
         for name in ("data_source_uuid", "system"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -59,12 +50,14 @@ class ExtractOptions:
 
     @property
     def splits(self) -> bool:
-        """Whether large statuses may be split by data source (not when a data source filter is set)."""
-        return self.partition_by_status and self.split_large_partitions and self.data_source_uuid is None
-
-    @property
-    def threshold(self) -> float:
-        return self.split_threshold if self.split_threshold is not None else 1 / self.max_workers
+        """Whether statuses may be split by data source: not with one worker (the walk is one request at a
+        time whatever its plan), nor when a data source filter is set (one data source already)."""
+        return (
+            self.partition_by_status
+            and self.split_large_partitions
+            and self.data_source_uuid is None
+            and self.max_workers > 1
+        )
 
     @property
     def filters(self) -> dict:

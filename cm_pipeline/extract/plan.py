@@ -1,16 +1,24 @@
-"""The partition plan of a pass: one cursor per status filter, and large statuses split by data source.
+"""The partition plan of a pass: one cursor per status filter, statuses split by data source.
 
-A cursor chain is sequential, so a pass can be no faster than its largest partition. A status holding
-more than `threshold` of the live customers (as the last publish knows them) and spread over two or more
-data sources is walked as one sub-partition per (status, data source), named "Active@ds_...". A split
-status is checked afterwards against the API's exact count; if short, the fallback partition
-"Active@fallback" walks the whole status with one cursor. The checkpoint rows of a pass ARE its plan.
+A cursor chain is sequential, so a pass can be no faster than its longest partition. The finest partition
+the API's filters allow is (status, data source): GET /v1/data_sources names every data source of the
+account, and every customer belongs to one (a merged one to several, and each data source filter lists
+it), so a status split over all of them is complete by construction; no count is needed to prove it.
+
+- A refresh knows the sizes from the last publish: a status is split when its cursor would be longer than
+  the longest (status, data source) partition, i.e. when it alone would bound the wall time.
+- A first load knows nothing: every status starts as one cursor, and its first page decides. A status
+  with more customers than a page is split over every data source (its first page's customers are
+  fetched again there, the only customers a pass fetches twice by design); the others are done.
+- When GET /v1/data_sources fails, the pass walks by status alone, and says so.
+
+The checkpoint rows of a pass ARE its plan: a resumed pass keeps it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
@@ -18,7 +26,9 @@ from cm_pipeline.chartmogul.vocabulary import STATUS_FILTERS, status_to_filter
 from cm_pipeline.warehouse.customers import live_counts_by_status_and_source
 
 SEPARATOR = "@"
-FALLBACK = "fallback"  # "<status>@fallback": the whole status, one cursor (after a failed coverage check)
+# "<status>@fallback" (the whole status, one cursor) was added by an older coverage check; a pass that
+# an older version left unfinished still resumes with it.
+FALLBACK = "fallback"
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,6 @@ class PartitionSpec:
     name: str
     status: str | None  # a status filter (underscores), or None for the unpartitioned pass
     data_source_uuid: str | None = None  # set for a split status's sub-partition
-    fallback: bool = False
 
     @property
     def base(self) -> str:
@@ -40,12 +49,8 @@ def sub_partition(status: str, data_source_uuid: str) -> str:
     return f"{status}{SEPARATOR}{data_source_uuid}"
 
 
-def fallback_partition(status: str) -> str:
-    return f"{status}{SEPARATOR}{FALLBACK}"
-
-
 def parse_partition(name: str) -> PartitionSpec:
-    """Read a checkpoint's partition name: "Active", "Active@ds_x", "Active@fallback" or "all"."""
+    """Read a checkpoint's partition name: "Active", "Active@ds_x" or "all"."""
     base, sep, rest = name.partition(SEPARATOR)
     if base not in STATUS_FILTERS:
         if sep:
@@ -55,9 +60,7 @@ def parse_partition(name: str) -> PartitionSpec:
         return PartitionSpec(name, base)
     if not rest:
         raise ValueError(f"partition {name!r}: nothing after {SEPARATOR!r}")
-    if rest == FALLBACK:
-        return PartitionSpec(name, base, None, True)
-    return PartitionSpec(name, base, rest)
+    return PartitionSpec(name, base, None if rest == FALLBACK else rest)
 
 
 def base_partition(name: str) -> str:
@@ -66,43 +69,88 @@ def base_partition(name: str) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """Checkpoint partitions, largest expected first, and the statuses that were split."""
+    """Checkpoint partitions in walking order, their expected sizes, and how the plan was made."""
 
     partitions: list[str]
-    expected: dict[str, int]  # partition -> live customers the warehouse holds for it (an estimate)
-    split: list[str]  # statuses split by data source
+    expected: dict[str, int] = field(default_factory=dict)  # partition -> live customers last published
+    split: list[str] = field(default_factory=list)  # statuses split by data source
+    how: str = ""  # one line for the log and the metadata
+
+    @property
+    def sized(self) -> bool:
+        """Whether the walk orders partitions by size: a split plan (more partitions than workers), not an
+        unsplit one, whose statuses keep the API's order."""
+        return bool(self.split)
 
     def describe(self) -> str:
         return ", ".join(f"{name} ~{self.expected.get(name, 0)}" for name in self.partitions)
 
 
 def plan_partitions(
-    statuses: Sequence[str], sizes: Mapping[str, Mapping[str, int]], threshold: float
+    statuses: Sequence[str], sizes: Mapping[str, Mapping[str, int]], data_sources: Sequence[str] | None
 ) -> Plan:
-    """Split each status whose share of the live customers exceeds `threshold` over its data sources.
+    """A refresh's plan: split each status whose cursor would be longer than the longest (status, data
+    source) partition over every data source of the account.
 
-    `sizes` maps a status filter to {data_source_uuid: live customers whose primary source it is}; a source
-    listed with 0 still gets a sub-partition (customers merged from it name it only in data_source_uuids).
-    With no customers known (a first load), nothing is split.
+    `sizes` maps a status filter to {data_source_uuid: live customers whose primary source it is} (the last
+    publish); `data_sources` lists every data source of the account, or is None when GET /v1/data_sources
+    failed (nothing is split: only the full list makes a split complete).
     """
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold: must be in (0, 1], got {threshold!r}")
-    total = sum(sum(by_ds.values()) for status, by_ds in sizes.items() if status in statuses)
+    totals = {s: sum(sizes.get(s, {}).values()) for s in statuses}
+    sources = list(data_sources or [])
+    longest = max((sizes.get(s, {}).get(ds, 0) for s in statuses for ds in sources), default=0)
     expected: dict[str, int] = {}
     split: list[str] = []
     for status in statuses:
-        by_ds = sizes.get(status, {})
-        count = sum(by_ds.values())
-        if total and count / total > threshold and len(by_ds) >= 2:
+        if data_sources is not None and len(sources) >= 2 and totals[status] > longest:
             split.append(status)
-            for ds, n in by_ds.items():
-                expected[sub_partition(status, ds)] = n
+            expected.update({sub_partition(status, ds): sizes.get(status, {}).get(ds, 0) for ds in sources})
         else:
-            expected[status] = count
-    # With splits there are more partitions than workers: start the longest cursor chains first. Without,
-    # the status order stays (one partition per status, as an unsplit pass always walked them).
-    order = sorted(expected, key=lambda name: (-expected[name], name)) if split else list(expected)
-    return Plan(order, expected, split)
+            expected[status] = totals[status]
+    order = sorted(expected, key=lambda name: -expected[name]) if split else list(expected)
+    if data_sources is None:
+        how = "by status only (GET /v1/data_sources failed)"
+    else:
+        how = (
+            f"{len(split)} of {len(statuses)} statuses split over the {len(sources)} data sources of"
+            " GET /v1/data_sources (those whose cursor would outlast the longest (status, data source)"
+            " partition, as last published)"
+        )
+    return Plan(order, expected, split, how)
+
+
+# With nothing known of an account, the order its statuses usually rank in by size: churned customers pile
+# up over an account's life, paying ones next; leads exist only where leads are imported. A first load
+# starts its statuses, and breaks ties between its estimates, in this order.
+LIKELY_LARGEST_FIRST = ("Cancelled", "Active", "Past_Due", "New_Lead", "Working_Lead", "Qualified_Lead")
+
+
+def first_load_plan(statuses: Sequence[str]) -> Plan:
+    """Nothing published yet: one cursor per status; each one's first page decides its split (walk.py)."""
+    rank = {s: i for i, s in enumerate(LIKELY_LARGEST_FIRST)}
+    order = sorted(statuses, key=lambda s: rank.get(s, len(rank)))
+    how = "first load: each status's first page decides its split over GET /v1/data_sources"
+    return Plan(order, {}, [], how)
+
+
+def split_sample(has_more: bool, data_sources: Sequence[str] | None) -> bool:
+    """Whether a first load splits a status whose first page has just arrived: when more customers follow
+    and the account has two or more data sources (then every one gets a partition)."""
+    return has_more and data_sources is not None and len(data_sources) >= 2
+
+
+def sample_shares(entries: Iterable[dict], data_sources: Sequence[str]) -> dict[str, float]:
+    """Each data source's share of a status's first page (a merged customer counts for each of its data
+    sources): what a first load sizes the status's sub-partitions by until they report themselves."""
+    counts = dict.fromkeys(data_sources, 0)
+    total = 0
+    for entry in entries:
+        extra = entry.get("data_source_uuids")
+        named = {entry.get("data_source_uuid"), *(extra if isinstance(extra, list) else [])}
+        for ds in {x for x in named if isinstance(x, str)} & counts.keys():
+            counts[ds] += 1
+        total += 1
+    return {ds: n / total if total else 0.0 for ds, n in counts.items()}
 
 
 def warehouse_sizes(engine: Engine, system: str | None = None) -> dict[str, dict[str, int]]:

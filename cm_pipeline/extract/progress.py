@@ -19,8 +19,8 @@ class Log(Protocol):
 @dataclass
 class PartitionProgress:
     partition: str
-    state: str = "waiting"  # waiting | running | done | failed | stopped
-    pages: int = 0  # pages fetched by this run
+    state: str = "waiting"  # waiting | running | done | split (a first load's status) | failed | stopped
+    pages: int = 0  # pages staged by this run
     customers: int = 0  # entries staged by this run
     resumed_pages: int = 0  # pages staged by earlier runs of this pass
     resumed_customers: int = 0
@@ -59,7 +59,7 @@ class Progress:
     def __init__(self, partitions: list[str]):
         self.lock = threading.Lock()
         self.parts = {p: PartitionProgress(p) for p in partitions}
-        self.coverage: list[str] = []  # one line per split status checked against the API's count
+        self.split: list[str] = []  # statuses a first load split over the data sources as it walked
         self.messages: list[str] = []  # rejected rows and field problems, the first MAX_PROBLEMS_LOGGED
         self.notes: list[str] = []  # events a worker met that must always be logged (e.g. a restart)
         self.rejected_count = 0

@@ -9,17 +9,23 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from cm_pipeline.chartmogul.errors import ChartMogulError
-from cm_pipeline.extract.discovery import discover_sizes
-from cm_pipeline.extract.options import ExtractOptions
-from cm_pipeline.extract.plan import Plan, checked_plan, plan_partitions, warehouse_sizes
+from cm_pipeline.extract.options import ALL_PARTITION, ExtractOptions
+from cm_pipeline.extract.plan import (
+    Plan,
+    checked_plan,
+    first_load_plan,
+    parse_partition,
+    plan_partitions,
+    warehouse_sizes,
+)
 from cm_pipeline.extract.progress import Heartbeat, Log, PartitionProgress, Progress
+from cm_pipeline.extract.sources import DataSourcesCall
 from cm_pipeline.extract.verify import verify
 from cm_pipeline.extract.walk import Walk, check_not_abandoned
 from cm_pipeline.warehouse.customers import unseen_live_customers
 from cm_pipeline.warehouse.locks import AdvisoryLock
 from cm_pipeline.warehouse.passes import Pass, open_pass
-from cm_pipeline.warehouse.publish import DeletionCheck, PublishResult, publish
+from cm_pipeline.warehouse.publish import DeletionCheck, Publisher, PublishResult
 from cm_pipeline.warehouse.schema import ensure_schema
 from cm_pipeline.warehouse.staging import clear_staging
 
@@ -43,7 +49,7 @@ class ExtractResult:
     duration_seconds: float
     partitions: dict[str, PartitionProgress] = field(default_factory=dict)
     requests: dict = field(default_factory=dict)
-    coverage: list[str] = field(default_factory=list)  # split statuses checked against the API's count
+    plan: dict = field(default_factory=dict)  # how the plan was made, what was split, what failed
 
 
 def run_extraction(
@@ -63,16 +69,20 @@ def run_extraction(
     """
     with AdvisoryLock(engine, holder=holder):
         extraction = Extraction(client, engine, options, log, abandoned)
-        extraction.open()
-        extraction.walk()
-        extraction.verify()
-        return extraction.publish()
+        try:
+            extraction.open()
+            extraction.walk()
+            extraction.verify()
+            return extraction.publish()
+        finally:
+            extraction.close()
 
 
 class Extraction:
     """The phases of one run, in order: open (or resume) the pass, walk it, verify the unseen, publish.
 
-    `run_extraction` runs them under the refresh lock; tests may call them one by one (same code).
+    `run_extraction` runs them under the refresh lock; tests may call them one by one (same code). The
+    publish transaction opens with the walk and commits in `publish`; `close` rolls it back if it is left.
     """
 
     def __init__(
@@ -84,12 +94,18 @@ class Extraction:
         self.requests_before = client.stats
         self.progress = Progress([])  # filled from the pass's checkpoints (its plan) when it opens
         self.plan: Plan | None = None
+        self.sources: DataSourcesCall | None = None
+        self.first_load = False
         self.the_pass: Pass | None = None
+        self.publisher: Publisher | None = None
+        self.plan_notes: dict = {}
         self.candidates: list[str] = []
         self.checks: list[DeletionCheck] = []
 
     def open(self) -> Pass:
         options = self.options
+        if options.splits:  # asked first: it answers while the warehouse is prepared
+            self.sources = DataSourcesCall(self.client, options.system)
         ensure_schema(self.engine)
         self.the_pass = the_pass = open_pass(
             self.engine,
@@ -100,46 +116,87 @@ class Extraction:
             resume_max_age=options.resume_max_age,
         )
         self.progress = Progress(list(the_pass.checkpoints))
-        if the_pass.resumed:
-            how = f"resumed ({the_pass.note})"
-        else:
-            how = "started" + (f" ({the_pass.note})" if the_pass.note else "")
         if the_pass.resumed or self.plan is None:
-            plan = ", ".join(the_pass.checkpoints)
-        else:
-            split = f" (split by data source: {', '.join(self.plan.split)})" if self.plan.split else ""
-            plan = self.plan.describe() + split
+            self.plan = self._known_plan(the_pass)
+            self.first_load = False
+        how = (
+            f"resumed ({the_pass.note})"
+            if the_pass.resumed
+            else "started" + (f" ({the_pass.note})" if the_pass.note else "")
+        )
         filters = {k: v for k, v in options.filters.items() if v} or "none"
         self.log.info(
-            f"extract: pass {the_pass.pass_id} {how}; partitions {plan}; per_page {options.per_page}; filters {filters}"
+            f"extract: pass {the_pass.pass_id} {how}; plan: {self.plan.how}; partitions"
+            f" {self.plan.describe()}; per_page {options.per_page}; filters {filters}"
         )
         return the_pass
 
     def _fresh_plan(self) -> list[str]:
-        """A fresh pass's partitions: large statuses split by data source, sized by the last publish or,
-        on a first load, by the API's own counts (discovery.py)."""
+        """A fresh pass's partitions: sized by the last publish, split over GET /v1/data_sources; on a
+        first load, one per status (each one's first page decides its split as the walk goes)."""
         options = self.options
         sizes = warehouse_sizes(self.engine, options.system)
         if not sizes:
-            try:
-                sizes = discover_sizes(
-                    self.client,
-                    options.partitions,
-                    options.threshold,
-                    system=options.system,
-                    max_workers=options.max_workers,
-                    note=lambda line: self.log.info(f"extract: first-load plan: {line}"),
-                )
-            except ChartMogulError as exc:  # a plan is an optimisation: walk unsplit rather than fail here
-                self.log.warning(f"extract: first-load plan: counting failed ({exc}); no status is split")
-                sizes = {}
-        self.plan = plan_partitions(options.partitions, sizes, options.threshold)
+            self.first_load = True
+            self.plan = first_load_plan(options.partitions)
+            return self.plan.partitions
+        sources, why = self.sources.result()
+        if sources is None:
+            self.plan_notes["data_sources_failed"] = why
+            self.log.warning(f"extract: GET /v1/data_sources failed ({why}): walking by status alone")
+        self.plan = plan_partitions(options.partitions, sizes, sources)
         return checked_plan(options.partitions, self.plan.partitions)
 
+    def _known_plan(self, the_pass: Pass) -> Plan:
+        """A resumed (or unsplit) pass's own plan, with the last publish's sizes to order it."""
+        names = list(the_pass.checkpoints)
+        sizes = warehouse_sizes(self.engine, self.options.system) if self.options.splits else {}
+        expected = {}
+        for name in names:
+            spec = parse_partition(name)
+            by_ds = sizes.get(spec.status or "", {})
+            if name == ALL_PARTITION:
+                expected[name] = sum(sum(v.values()) for v in sizes.values())
+            else:
+                expected[name] = (
+                    by_ds.get(spec.data_source_uuid, 0) if spec.data_source_uuid else sum(by_ds.values())
+                )
+        split = sorted({parse_partition(n).status for n in names if parse_partition(n).data_source_uuid})
+        how = "resumed: the pass's own plan" if the_pass.resumed else "by status (no split asked)"
+        return Plan(names, expected, split, how)
+
     def walk(self) -> None:
-        walk = Walk(self.client, self.engine, self.options, self.the_pass, self.progress, self.abandoned)
-        walk.run(self.log)
+        """Walk the pass; its pages are applied to the publish transaction as they are staged."""
+        if self.publisher is None:
+            self.publisher = Publisher(
+                self.engine, self.the_pass.pass_id, compare_all=self.options.full_refresh
+            )
+        walk = Walk(
+            self.client,
+            self.engine,
+            self.options,
+            self.the_pass,
+            self.progress,
+            self.abandoned,
+            plan=self.plan,
+            publisher=self.publisher,
+            sources=self.sources if self.first_load else None,
+            first_load=self.first_load,
+        )
+        try:
+            walk.run(self.log)
+        except BaseException:
+            self.close()
+            raise
+        if walk.data_sources_failed is not None:
+            self.plan_notes["data_sources_failed"] = walk.data_sources_failed
         self.log.info(self.progress.line(self.client).replace("extract:", "extract: pass complete:", 1))
+
+    def close(self) -> None:
+        """Roll back the publish transaction if it was not committed (a failed or abandoned run)."""
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
 
     def verify(self) -> list[DeletionCheck]:
         options, log, the_pass = self.options, self.log, self.the_pass
@@ -162,6 +219,7 @@ class Extraction:
         return self.checks
 
     def publish(self) -> ExtractResult:
+        """The finishing step: apply what the deletion checks staged, mark deletions, commit."""
         the_pass, progress = self.the_pass, self.progress
         with progress.lock:
             staged = sum(p.customers + p.resumed_customers for p in progress.parts.values())
@@ -169,18 +227,20 @@ class Extraction:
         check_not_abandoned(self.abandoned)
         started = time.monotonic()
         self.log.info(f"extract: publishing pass {the_pass.pass_id}: {staged} staged rows")
+        if self.publisher is None:  # nothing walked by this object: everything is applied now
+            self.publisher = Publisher(self.engine, the_pass.pass_id, compare_all=self.options.full_refresh)
         with Heartbeat(
             self.log,
             self.options.progress_interval,
             lambda: f"extract: publishing: {staged} staged rows, {time.monotonic() - started:.0f} s elapsed",
         ):
-            result = publish(
-                self.engine, the_pass.pass_id, self.checks, compare_all=self.options.full_refresh
-            )
+            result = self.publisher.finish(self.checks)
+            self.publisher = None
             clear_staging(self.engine, the_pass.pass_id)
         outcome = self._result(result)
         self.log.info(
-            f"extract: published pass {outcome.pass_id} in {outcome.duration_seconds:.1f} s: {result.inserted}"
+            f"extract: published pass {outcome.pass_id} in {outcome.duration_seconds:.1f} s"
+            f" ({time.monotonic() - started:.2f} s after the walk's last page): {result.inserted}"
             f" inserted, {result.updated} updated, {result.unchanged} unchanged, {result.deleted} deleted,"
             f" {result.undeleted} undeleted; {result.live_count} live of {result.row_count} rows"
             + (
@@ -215,6 +275,12 @@ class Extraction:
             publish=result,
             duration_seconds=time.monotonic() - self.started,
             partitions=progress.parts,
-            coverage=list(progress.coverage),
+            plan=self._plan_metadata(),
             requests={k: after[k] - before[k] for k in ("requests", "retries", "rate_limited")},
         )
+
+    def _plan_metadata(self) -> dict:
+        plan, progress = self.plan, self.progress
+        with progress.lock:
+            split = sorted({*(plan.split if plan else []), *progress.split})
+        return {"how": plan.how if plan else "", "split_by_data_source": split, **self.plan_notes}

@@ -1,28 +1,34 @@
-"""The walk: every unfinished partition of a pass, cursor by cursor, concurrently, each page staged.
+"""The walk: every unfinished partition of a pass, a page at a time, the longest chains first.
 
-A work queue of partitions runs on `max_workers` threads that share one client (so one rate limiter).
-A split status is checked afterwards against the API's count (one `per_page=1` request); if short, its
-fallback partition walks the whole status with one cursor. The first failure stops every worker.
+`max_workers` fetcher threads share one client (one rate limiter) and ask the scheduler (schedule.py)
+which partition's next page to fetch. A page is given its fetch order as it arrives and queued, in that
+order, for the stager and the applier (load.py): staged and checkpointed, then applied to the publish
+transaction while the walk goes on. On a first load, a status's first page decides whether it is split
+over the data sources (plan.py). The first failure stops every thread; pages already fetched are staged.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+import time
 
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.errors import APIError
-from cm_pipeline.chartmogul.vocabulary import filter_to_status
-from cm_pipeline.extract.discovery import exact_count
+from cm_pipeline.extract.load import Applier, Stager
 from cm_pipeline.extract.options import ExtractOptions
-from cm_pipeline.extract.plan import fallback_partition, parse_partition
-from cm_pipeline.extract.progress import MAX_PROBLEMS_LOGGED, Log, PartitionProgress, Progress
-from cm_pipeline.warehouse.passes import Pass, add_partition, staged_customers
-from cm_pipeline.warehouse.staging import FETCH_CLOCK, StagingWriter
+from cm_pipeline.extract.plan import Plan, parse_partition, sample_shares, split_sample, sub_partition
+from cm_pipeline.extract.progress import Log, PartitionProgress, Progress
+from cm_pipeline.extract.schedule import Part, Scheduler
+from cm_pipeline.extract.sources import DataSourcesCall
+from cm_pipeline.warehouse.passes import Pass, replace_partition
+from cm_pipeline.warehouse.publish import Publisher
+from cm_pipeline.warehouse.staging import FETCH_CLOCK, StagedPage, StagingWriter
 
 # 4xx answers that say nothing about a saved cursor (the key, the account, the rate): never a restart.
 NOT_A_CURSOR_PROBLEM = frozenset({401, 403, 429})
+TICK = 0.05  # seconds between the main thread's looks at the walk
+HOLD_SECONDS = 10.0  # a first load's statuses wait this long for GET /v1/data_sources, then walk on unsplit
 
 
 def refuses_saved_cursor(exc: BaseException) -> bool:
@@ -51,185 +57,241 @@ def check_not_abandoned(abandoned) -> None:
 
 
 class Walk:
-    """One run's walk of a pass: the partitions left to walk, and the split statuses left to check."""
+    """One run's walk of a pass: fetchers, the stager and the applier, until every partition is done."""
 
     def __init__(
-        self, client, engine: Engine, options: ExtractOptions, the_pass: Pass, progress: Progress, abandoned
+        self,
+        client,
+        engine: Engine,
+        options: ExtractOptions,
+        the_pass: Pass,
+        progress: Progress,
+        abandoned,
+        *,
+        plan: Plan,
+        publisher: Publisher,
+        sources: DataSourcesCall | None = None,
+        first_load: bool = False,
     ):
         self.client, self.engine, self.options, self.abandoned = client, engine, options, abandoned
-        self.the_pass, self.progress = the_pass, progress
-        self.stop = threading.Event()
-        self.futures: dict[Future, tuple[str, str]] = {}
-        self.counts: dict[str, tuple[int | None, str]] = {}
-        for name, cp in the_pass.checkpoints.items():
-            part = progress.parts[name]
-            part.resumed_pages, part.resumed_customers = cp.pages, cp.customers
+        self.the_pass, self.progress, self.plan, self.sources = the_pass, progress, plan, sources
+        self.order_lock, self.decide_lock = threading.Lock(), threading.Lock()
+        self.errors: list[BaseException] = []
+        self.sample_pages: dict[str, list[dict]] = {}  # a first load's status -> its first page's entries
+        self.data_sources_failed: str | None = None  # why, when a first load walks by status alone
+        self.decided: set[str] = set()  # a first load's statuses whose split is decided
+        limiter = getattr(client, "limiter", None)  # the client's RateLimiter: the scheduler paces by it
+        self.sched = Scheduler(
+            self._parts(first_load),
+            max_workers=options.max_workers,
+            per_page=options.per_page,
+            sized=plan.sized or first_load,
+            rate=getattr(limiter, "max_requests_per_second", None),
+            interval=getattr(limiter, "interval", 0.0),
+        )
+        self.publisher = publisher
+        self.applier = Applier(publisher)
+        self.stager = Stager(engine, the_pass.pass_id, progress, self.applier.staged)
+
+    def _parts(self, first_load: bool) -> list[Part]:
+        parts = []
+        rank = {name: i for i, name in enumerate(self.plan.partitions)}
+        for name, cp in self.the_pass.checkpoints.items():
+            i = rank.get(name, len(rank))
+            progress = self.progress.parts[name]
+            progress.resumed_pages, progress.resumed_customers = cp.pages, cp.customers
             if cp.done:
-                part.state = "done"
-        # Split statuses whose coverage must be checked: those without a fallback partition yet.
-        self.subs_of: dict[str, list[str]] = {}
-        for spec in map(parse_partition, the_pass.checkpoints):
-            if spec.data_source_uuid is not None:
-                self.subs_of.setdefault(spec.status, []).append(spec.name)
-        self.unchecked = {s for s in self.subs_of if fallback_partition(s) not in the_pass.checkpoints}
+                progress.state = "done"
+            spec = parse_partition(name)
+            parts.append(
+                Part(
+                    spec,
+                    i,
+                    cursor=cp.cursor,
+                    customers=cp.customers,
+                    expected=self.plan.expected.get(name),
+                    done=cp.done,
+                    sample=first_load and spec.data_source_uuid is None and cp.pages == 0,
+                )
+            )
+        return parts
+
+    # -- the main thread ----------------------------------------------------------------------------
 
     def run(self, log: Log) -> None:
-        """Walk every unfinished partition and check split statuses' coverage; fail fast."""
-        todo = [name for name, cp in self.the_pass.checkpoints.items() if not cp.done]
-        if not todo and not self.unchecked:
-            return
-        self.pool = ThreadPoolExecutor(max_workers=self.options.max_workers, thread_name_prefix="cm-extract")
+        """Walk every unfinished partition, stage and apply every page; fail fast."""
+        fetchers = [
+            threading.Thread(target=self._fetch_loop, name=f"cm-extract-fetch-{i}", daemon=True)
+            for i in range(self.options.max_workers)
+        ]
+        for thread in (self.stager.thread, self.applier.thread, *fetchers):
+            thread.start()
+        if self.sources is not None and any(p.sample for p in self.sched.parts.values()):
+            self.sources.when_done(self._guarded(self._decide_all))
         try:
-            for status in sorted(self.unchecked):  # one request each; first, so the checks never wait
-                fut = self.pool.submit(exact_count, self.client, status=status, system=self.options.system)
-                self.futures[fut] = ("count", status)
-            for name in todo:  # a fresh plan lists the largest partitions first
-                self._start_walk(name)
-            self._wait(set(self.futures), log)
+            self._wait(fetchers, log)
         finally:
-            self.stop.set()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.sched.stop()
+            for thread in fetchers:
+                thread.join()
+            self.stager.end()
+            self.stager.thread.join()
+            self.applier.end(apply_rest=not self.errors and self.stager.error is None)
             self.progress.log_problems(log)
+        for error in (*self.errors, self.stager.error, self.applier.error):
+            if error is not None:
+                raise error
         if self.progress.rejected_count or self.progress.problem_count:
             log.warning(
                 f"extract: {self.progress.rejected_count} entries rejected (see cm_pipeline.extract_rejects), "
                 f"{self.progress.problem_count} field values stored as NULL or cleaned (raw keeps them)"
             )
 
-    def _start_walk(self, name: str) -> Future:
-        fut = self.pool.submit(_walk_partition, self, name)
-        self.futures[fut] = ("walk", name)
-        return fut
-
-    def _wait(self, pending: set[Future], log: Log) -> None:
-        while pending:
-            done, pending = wait(pending, timeout=self.options.progress_interval, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                exc = fut.exception()
-                if exc is not None:
-                    self.stop.set()
-                    raise exc
-                kind, name = self.futures[fut]
-                if kind == "count":
-                    self.counts[name] = fut.result()
-                else:
-                    log.info(
-                        f"extract: partition {name} done ({self.progress.parts[name].pages} pages this run)"
-                    )
-            pending |= self._check_walked_statuses(log)
-            try:
-                check_not_abandoned(self.abandoned)
-            except RunAbandoned:
-                self.stop.set()
-                raise
-            self.progress.log_problems(log)
-            if pending:
+    def _wait(self, fetchers: list[threading.Thread], log: Log) -> None:
+        last_line = started = time.monotonic()
+        while any(t.is_alive() for t in fetchers):
+            time.sleep(TICK)
+            if self.errors or self.stager.error or self.applier.error:
+                return
+            if (
+                self.sources is not None
+                and not self.sources.done
+                and time.monotonic() - started > HOLD_SECONDS
+            ):
+                self._guarded(self._decide_all)(f"no answer after {HOLD_SECONDS} s")
+            if time.monotonic() - last_line >= self.options.progress_interval:
+                last_line = time.monotonic()
+                try:
+                    check_not_abandoned(self.abandoned)
+                except RunAbandoned:
+                    self.sched.stop()
+                    raise
+                self.progress.log_problems(log)
                 log.info(self.progress.line(self.client))
 
-    def _check_walked_statuses(self, log: Log) -> set[Future]:
-        """Check each split status whose partitions are done and whose count arrived; the fallback walks
-        this started."""
-        started = set()
-        for status in sorted(self.unchecked):
+    # -- fetcher threads -----------------------------------------------------------------------------
+
+    def _guarded(self, fn):
+        def call(*args):
+            try:
+                fn(*args)
+            except BaseException as exc:
+                self.errors.append(exc)
+                self.sched.stop()
+
+        return call
+
+    def _fetch_loop(self) -> None:
+        while (part := self.sched.take()) is not None:
+            try:
+                started = time.monotonic()
+                page = self._next_page(part)
+                seconds = time.monotonic() - started
+                with self.order_lock:  # fetch order = queue order = staging order = apply order
+                    fetched = FETCH_CLOCK.reserve(len(page.entries))
+                    self.stager.put(StagedPage(part.name, page.entries, page.cursor, page.has_more, fetched))
+            except BaseException as exc:
+                self.errors.append(exc)
+                with self.progress.lock:
+                    self.progress.parts[part.name].state = "failed"
+                self.sched.failed(part)
+                return
+            if part.sample and page.has_more:
+                self.sample_pages[part.name] = page.entries
+            self.sched.returned(part, len(page.entries), page.has_more, seconds)
             with self.progress.lock:
-                walked = all(self.progress.parts[n].state == "done" for n in self.subs_of[status])
-            if not walked or status not in self.counts:
-                continue
-            self.unchecked.discard(status)
-            fallback = self._check_coverage(status, log)
-            if fallback is not None:
-                started.add(self._start_walk(fallback))
-        return started
+                self.progress.parts[part.name].state = "done" if part.done else "running"
+            if part.held and self.sources is not None and self.sources.done:
+                self._guarded(self._decide)(part)
+        with self.progress.lock:
+            for name, p in self.progress.parts.items():
+                if p.state == "running" and not self.sched.parts[name].done:
+                    p.state = "stopped"
 
-    def _check_coverage(self, status: str, log: Log) -> str | None:
-        """Compare a split status's staged customers with the API's count; add its fallback if short."""
-        subs, progress = self.subs_of[status], self.progress
-        expected, why = self.counts[status]
-        staged = staged_customers(self.engine, self.the_pass.pass_id, subs)
-        if expected is not None and staged >= expected:
-            line = f"{status}: {staged} customers staged by {len(subs)} data source partitions, API count {expected}"
-            with progress.lock:
-                progress.coverage.append(line + ": complete")
-            log.info(f"extract: coverage {line}: complete")
-            return None
-        if expected is not None:
-            why = (
-                f"{staged} customers staged by {len(subs)} data source partitions but the API counts {expected}"
-                " (a data source the warehouse does not know yet?)"
+    def _next_page(self, part: Part):
+        """The next page of `part`'s cursor walk; a refused saved cursor restarts the partition."""
+        if part.pages is None:
+            part.pages = self._cursor_walk(part)
+        try:
+            return next(part.pages)
+        except APIError as exc:
+            saved = part.cursor
+            if saved is None or not refuses_saved_cursor(exc):
+                raise
+            self._restart(part, exc)
+            part.pages = self._cursor_walk(part)
+            return next(part.pages)
+
+    def _cursor_walk(self, part: Part):
+        spec, options = part.spec, self.options
+        return iter(
+            self.client.list_customers(
+                status=spec.status,
+                data_source_uuid=spec.data_source_uuid or options.data_source_uuid,
+                system=options.system,
+                per_page=options.per_page,
+                cursor=part.cursor,
             )
-        name = fallback_partition(status)
-        self.the_pass.checkpoints[name] = checkpoint = add_partition(self.engine, self.the_pass.pass_id, name)
-        with progress.lock:
-            progress.coverage.append(f"{status}: {why}: walked again as {name}")
-            part = progress.parts.setdefault(name, PartitionProgress(name))
-            part.resumed_pages, part.resumed_customers = checkpoint.pages, checkpoint.customers
-        log.warning(f"extract: coverage {status}: {why}; walking the whole status again as partition {name}")
-        return name
-
-
-def _walk_partition(walk: Walk, name: str) -> None:
-    """Walk one partition from its checkpoint to its end (or until the walk stops); a refused saved
-    cursor restarts the partition from its first page."""
-    progress = walk.progress
-    part = progress.parts[name]
-    with progress.lock:
-        part.state = "running"
-    try:
-        with StagingWriter(walk.engine, walk.the_pass.pass_id, name) as writer:
-            cursor = walk.the_pass.checkpoints[name].cursor
-            while True:
-                try:
-                    _walk_pages(walk, name, cursor, writer)
-                    break
-                except APIError as exc:
-                    # Only the first request of this run carries the saved cursor.
-                    if cursor is None or part.pages > 0 or not refuses_saved_cursor(exc):
-                        raise
-                    note = (
-                        f"partition {name}: the saved cursor was refused (HTTP {exc.status}: {exc.message});"
-                        f" restarting the partition from its first page (its {part.resumed_customers} staged"
-                        " customers are walked again)"
-                    )
-                    writer.restart_partition()
-                    with progress.lock:
-                        progress.notes.append(note)
-                        part.resumed_pages = part.resumed_customers = 0
-                    cursor = None
-        with progress.lock:
-            part.state = "stopped" if walk.stop.is_set() and part.state == "running" else "done"
-    except BaseException:
-        with progress.lock:
-            part.state = "failed"
-        raise
-
-
-def _walk_pages(walk: Walk, name: str, cursor: str | None, writer: StagingWriter) -> None:
-    spec, options, progress = parse_partition(name), walk.options, walk.progress
-    part = progress.parts[name]
-    expected_status = filter_to_status(spec.status) if spec.status else None
-    for page in walk.client.list_customers(
-        status=spec.status,
-        data_source_uuid=spec.data_source_uuid or options.data_source_uuid,
-        system=options.system,
-        per_page=options.per_page,
-        cursor=cursor,
-    ):
-        # The fetch order is taken as the response arrives: another worker may write a later page first.
-        fetched = FETCH_CLOCK.reserve(len(page.entries))
-        outcome = writer.write_page(page.entries, page.cursor, page.has_more, fetched=fetched)
-        mismatches = (
-            sum(1 for e in page.entries if e.get("status") != expected_status) if expected_status else 0
         )
-        with progress.lock:
-            part.pages += 1
-            part.customers += outcome.staged
-            part.status_mismatches += mismatches
-            progress.rejected_count += len(outcome.rejected)
-            progress.problem_count += len(outcome.problems)
-            room = MAX_PROBLEMS_LOGGED - len(progress.messages)
-            if room > 0 and (outcome.rejected or outcome.problems):
-                news = [*outcome.rejected, *(str(p) for p in outcome.problems)]
-                progress.messages.extend(news[:room])
-        if walk.stop.is_set() and page.has_more:
-            return  # another partition failed or the run was interrupted; the checkpoint is saved
-    writer.mark_done()
+
+    def _restart(self, part: Part, exc: APIError) -> None:
+        progress = self.progress.parts[part.name]
+        note = (
+            f"partition {part.name}: the saved cursor was refused (HTTP {exc.status}: {exc.message});"
+            f" restarting the partition from its first page (its {progress.resumed_customers} staged"
+            " customers are walked again)"
+        )
+        with StagingWriter(self.engine, self.the_pass.pass_id, part.name) as writer:
+            writer.restart_partition()
+        with self.progress.lock:
+            self.progress.notes.append(note)
+            progress.resumed_pages = progress.resumed_customers = 0
+        part.cursor, part.customers = None, 0
+
+    # -- a first load's split decisions --------------------------------------------------------------
+
+    def _decide_all(self, why_not: str | None = None) -> None:
+        for part in list(self.sched.parts.values()):
+            if part.held:
+                self._decide(part, why_not)
+
+    def _decide(self, part: Part, why_not: str | None = None) -> None:
+        """Split a held status over every data source, or walk it on as one cursor (the data sources call
+        failed, or gave `why_not` no answer in time)."""
+        sources, why = self.sources.result(0) if why_not is None else (None, why_not)
+        with self.decide_lock:  # whoever claims the held partition decides it (not under the lock)
+            if not part.held or part.name in self.decided:
+                return
+            self.decided.add(part.name)
+            if sources is None and self.data_sources_failed is None:
+                self.data_sources_failed = why
+                with self.progress.lock:
+                    self.progress.notes.append(
+                        f"GET /v1/data_sources failed ({why}): walking by status alone"
+                    )
+        if split_sample(True, sources):
+            self._split(part, sources)
+        else:
+            self.sched.release(part, done=False)
+
+    def _split(self, part: Part, sources: list[str]) -> None:
+        status = part.spec.status
+        subs = [sub_partition(status, ds) for ds in sources]
+        checkpoints = replace_partition(self.engine, self.the_pass.pass_id, part.name, subs)
+        shares = sample_shares(self.sample_pages.pop(part.name, []), sources)
+        added = []
+        for i, name in enumerate(subs):
+            cp = self.the_pass.checkpoints[name] = checkpoints[name]
+            spec = parse_partition(name)
+            order = 1000 * (part.order + 1) + i  # after every partition of the plan, in the list's order
+            share = shares.get(spec.data_source_uuid, 0.0)
+            added.append(
+                Part(spec, order, cursor=cp.cursor, customers=cp.customers, share=share, done=cp.done)
+            )
+        with self.progress.lock:
+            for name in subs:
+                self.progress.parts.setdefault(name, PartitionProgress(name))
+            self.progress.parts[part.name].state = "split"
+            self.progress.split.append(status)
+        self.sched.add(added)
+        self.sched.release(part, done=True)

@@ -118,6 +118,7 @@ def write_entries(
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
+            _lock_rows(cur, list(prepared))
             cur.execute(
                 f"SELECT uuid FROM {VERSIONS_TABLE} WHERE uuid = ANY(%s) AND fetched_seq > %s FOR UPDATE",
                 (list(prepared), fetched),
@@ -131,6 +132,13 @@ def write_entries(
     finally:
         conn.close()
     return [problem for p in prepared.values() for problem in p.problems]
+
+
+def _lock_rows(cur, uuids: list[str]) -> None:
+    """Lock the rows a write-back is about to write, in uuid order, before it reads their versions: when
+    an extraction's open publish transaction rewrote one, this waits for its commit, so the versions read
+    next include what it wrote (latest wins either way) and two writers never lock in opposite orders."""
+    cur.execute(f"SELECT 1 FROM {CUSTOMERS_TABLE} WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE", (uuids,))
 
 
 def _remember_versions(cur, versions: list[tuple[str, int, str, str]]) -> None:
@@ -174,6 +182,7 @@ def write_attributes(engine: Engine, entry: dict, fetched_ns: int | None = None)
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
+            _lock_rows(cur, [entry["uuid"]])
             cur.execute(
                 f"UPDATE {CUSTOMERS_TABLE} c SET tags = coalesce(%(tags)s::jsonb, tags),"
                 " custom_attributes = coalesce(%(custom)s::jsonb, custom_attributes),"

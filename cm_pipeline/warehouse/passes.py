@@ -159,15 +159,26 @@ def add_partition(engine: Engine, pass_id: int, partition: str) -> Checkpoint:
     return checkpoint
 
 
-def staged_customers(engine: Engine, pass_id: int, partitions: Sequence[str]) -> int:
-    """Distinct customers the pass staged in these partitions."""
+def replace_partition(
+    engine: Engine, pass_id: int, partition: str, by: Sequence[str]
+) -> dict[str, Checkpoint]:
+    """Close `partition` where its checkpoint stands and add the partitions `by` (which cover what it had
+    left) to the pass's plan, in one transaction; their checkpoints (an existing one is kept as it is)."""
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
             cur.execute(
-                f"SELECT count(DISTINCT uuid) FROM {STAGING_TABLE} WHERE pass_id = %s AND partition = ANY(%s)",
-                (pass_id, list(partitions)),
+                f"UPDATE {CHECKPOINTS_TABLE} SET done = true, updated_at = now() WHERE pass_id = %s AND partition = %s",
+                (pass_id, partition),
             )
-            return cur.fetchone()[0]
+            if cur.rowcount != 1:
+                raise RuntimeError(f"checkpoint for pass {pass_id} partition {partition!r} is missing")
+            cur.executemany(
+                f"INSERT INTO {CHECKPOINTS_TABLE} (pass_id, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(pass_id, p) for p in by],
+            )
+            checkpoints = {name: cp for name, cp in _checkpoints(cur, pass_id).items() if name in set(by)}
+        conn.commit()
     finally:
         conn.close()
+    return checkpoints

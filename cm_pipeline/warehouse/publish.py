@@ -1,13 +1,22 @@
-"""The publish: ONE transaction that makes a finished pass the table readers see.
+"""The publish: the next version of chartmogul.customers is ONE transaction, open while the pass is walked.
 
-It dedupes staging by uuid (latest fetch wins), drops entries fetched before the row's last write (a
+`Publisher` opens it when the walk starts. `apply` maps and writes the rows staged so far, in fetch order,
+a range of fetch_seq at a time: per customer, it skips an entry fetched before the row's last write (a
 push's write-back answered later: latest wins across writers), keeps only candidates (new, flagged
 deleted, or whose staged text's md5 differs from the one the row was last written from; a missing
 version, or a row rewritten since by anything else, also makes a candidate), upserts the candidates whose
-data differ (customers.py), marks verified deletions, logs the deletion checks and the publish, and
-closes the pass. A row rewritten outside cm_pipeline (its xmin is not the one recorded), a mapping
+data differ (customers.py) and records their versions. Applied in fetch order, a customer fetched twice
+in the pass (a merged customer, a status change) ends with its latest fetch. `finish` is all that is left
+after the last page: the rows staged since (the deletion checks' GETs), the rows another writer wrote
+since the pass began, verified deletions, the logs, the pass closed, and the commit. Readers see the table
+as it was until that commit; a killed run's transaction is rolled back and the next run applies the
+staged pages again. A row rewritten outside cm_pipeline (its xmin is not the one recorded), a mapping
 change (MAPPING_VERSION differs from the last publish's) or a full refresh compare every mapped column,
 not just raw, so whatever the table holds is repaired.
+
+The transaction holds row locks only on the rows it rewrote: a push writing one of them back waits for
+the commit (pushes and refreshes do not run side by side under the run queue). A deadlock or
+serialization failure rolls it back, and the staged rows are applied again from the first.
 """
 
 from __future__ import annotations
@@ -74,32 +83,31 @@ def _needs_remap(cur) -> bool:
     return last is not None and last[0] != MAPPING_VERSION
 
 
-def _choose_candidates(cur, pass_id: int, compare_all: bool) -> tuple[int, int]:
-    """Fill the candidates table (latest fetch per uuid, only those worth parsing, and whether each is
-    compared column by column); (customers seen, entries older than their row's last write)."""
-    cur.execute(
-        f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
-        " raw_md5 text NOT NULL, full_compare boolean NOT NULL) ON COMMIT DROP"
-    )
+_LATEST_IN_RANGE = (
+    f"SELECT DISTINCT ON (s.uuid) s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s WHERE s.pass_id = %(pass)s"
+    " AND s.fetch_seq > %(lo)s AND s.fetch_seq <= %(hi)s ORDER BY s.uuid, s.fetch_seq DESC"
+)
+_LATEST_OF_UUIDS = (
+    f"SELECT DISTINCT ON (s.uuid) s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s WHERE s.pass_id = %(pass)s"
+    " AND s.uuid = ANY(%(uuids)s) ORDER BY s.uuid, s.fetch_seq DESC"
+)
+
+
+def _choose_candidates(cur, batch_sql: str, params: dict, compare_all: bool) -> None:
+    """Fill the candidates table from `batch_sql` (each customer's latest staged entry in the batch): those
+    worth parsing, and whether each is compared column by column; entries fetched before their row's last
+    write are left out."""
     drifted = "v.uuid IS NULL OR v.row_xmin IS DISTINCT FROM c.xmin"
     cur.execute(
-        f"WITH latest AS (SELECT s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s"
-        f" JOIN (SELECT max(fetch_seq) AS fetch_seq FROM {STAGING_TABLE} WHERE pass_id = %(pass)s"
-        " GROUP BY uuid) k USING (fetch_seq)),"
-        f" judged AS (SELECT l.*, c.uuid IS NULL OR c.deleted_at IS NOT NULL AS absent, {drifted} AS drifted,"
-        " v.raw_md5 IS DISTINCT FROM l.raw_md5 AS changed, l.fetch_seq < v.fetched_seq AS older"
-        f" FROM latest l LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = l.uuid"
-        f" LEFT JOIN {VERSIONS_TABLE} v ON v.uuid = l.uuid),"
-        f" candidates AS (INSERT INTO {_CANDIDATES} SELECT fetch_seq, uuid, raw_md5,"
-        " %(all)s OR (drifted AND NOT absent) FROM judged"
-        " WHERE NOT coalesce(older, false) AND (%(all)s OR absent OR drifted OR changed) RETURNING 1)"
-        " SELECT (SELECT count(*) FROM latest), (SELECT count(*) FROM judged WHERE older),"
-        " (SELECT count(*) FROM candidates)",
-        {"pass": pass_id, "all": compare_all},
+        f"WITH batch AS ({batch_sql}),"
+        f" judged AS (SELECT b.*, c.uuid IS NULL OR c.deleted_at IS NOT NULL AS absent, {drifted} AS drifted,"
+        " v.raw_md5 IS DISTINCT FROM b.raw_md5 AS changed, b.fetch_seq < v.fetched_seq AS older"
+        f" FROM batch b LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = b.uuid"
+        f" LEFT JOIN {VERSIONS_TABLE} v ON v.uuid = b.uuid)"
+        f" INSERT INTO {_CANDIDATES} SELECT fetch_seq, uuid, raw_md5, %(all)s OR (drifted AND NOT absent)"
+        " FROM judged WHERE NOT coalesce(older, false) AND (%(all)s OR absent OR drifted OR changed)",
+        {**params, "all": compare_all},
     )
-    seen, older, _ = cur.fetchone()
-    cur.execute(f"ANALYZE {_CANDIDATES}")
-    return seen, older
 
 
 def _upsert(cur) -> tuple[int, int, int, int]:
@@ -152,41 +160,6 @@ def _log(cur, pass_id: int, filters: dict, result: PublishResult, checks: Sequen
     )
 
 
-def publish(
-    engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = (), *, compare_all: bool = False
-) -> PublishResult:
-    """Publish the pass in ONE transaction: upsert changed rows, mark verified deletions, close the pass.
-
-    `compare_all` (a full refresh): every staged customer is compared column by column with its row,
-    whatever the versions say, so every row that differs from the API's answer is rewritten.
-    """
-    conn = raw_connection(engine)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET LOCAL work_mem = '256MB'")
-            cur.execute("SET LOCAL jit = off")  # compiling the mapping expressions costs more than it saves
-            filters = _running_pass_filters(cur, pass_id)
-            cur.execute(f"ANALYZE {STAGING_TABLE}")  # fresh statistics: it was filled since the last one
-            seen, older = _choose_candidates(cur, pass_id, compare_all or _needs_remap(cur))
-            inserted, updated, undeleted, rejected = _upsert(cur)
-            _remember_versions(cur)
-            deleted = customers.mark_deleted(cur, [c.uuid for c in checks if c.outcome == "deleted"], pass_id)
-            row_count, live_count, total_mrr = customers.totals(cur)
-            unchanged = seen - inserted - updated - rejected - older
-            result = PublishResult(
-                seen, inserted, updated, unchanged, deleted, undeleted, row_count, live_count, total_mrr
-            )
-            result.rejected, result.kept_newer = rejected, older
-            _log(cur, pass_id, filters, result, checks)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
-    return result
-
-
 def _unparsable(cur, seqs: list[int]) -> list[tuple[int, str]]:
     """(fetch_seq, Postgres's message) of the staged rows among `seqs` whose raw is not valid jsonb."""
     cur.execute("SAVEPOINT parse")
@@ -217,3 +190,142 @@ def _set_aside_unparsable(cur) -> int:
         )
         cur.execute(f"DELETE FROM {_CANDIDATES} WHERE fetch_seq = %s", (fetch_seq,))
     return len(bad)
+
+
+class Publisher:
+    """The next version of chartmogul.customers: one transaction on its own connection (see the module).
+
+    `apply(upto)` from one thread while the pass is walked, then `finish(checks)` (or `close()` to drop
+    it); never two calls at once.
+    """
+
+    ATTEMPTS = 3  # a deadlock or serialization failure rolls everything back: apply again from the first row
+
+    def __init__(self, engine: Engine, pass_id: int, *, compare_all: bool = False):
+        self.engine, self.pass_id, self._compare_all_asked = engine, pass_id, compare_all
+        self.conn = None
+        self._open()
+
+    def _open(self) -> None:
+        self.conn = raw_connection(self.engine)
+        self.applied = 0  # fetch_seq of the last staged row applied
+        self.counts = [0, 0, 0, 0]  # inserted, updated, undeleted, rejected
+        with self.conn.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '256MB'")
+            cur.execute("SET LOCAL jit = off")  # compiling the mapping expressions costs more than it saves
+            self.compare_all = self._compare_all_asked or _needs_remap(cur)
+            cur.execute(
+                f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
+                " raw_md5 text NOT NULL, full_compare boolean NOT NULL) ON COMMIT DROP"
+            )
+
+    def close(self) -> None:
+        """Roll back whatever was applied and not committed (a failed or abandoned run)."""
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            conn.close()
+
+    def _again(self, attempt: int, exc: BaseException) -> None:
+        """After a deadlock or serialization failure: start the transaction over, or give up."""
+        if attempt + 1 >= self.ATTEMPTS:
+            raise exc
+        self.close()
+        self._open()
+
+    def apply(self, upto: int | None = None) -> None:
+        """Apply the staged rows fetched after the last one applied, up to fetch_seq `upto` (all: None)."""
+        for attempt in range(self.ATTEMPTS):
+            try:
+                with self.conn.cursor() as cur:
+                    self._apply(cur, upto)
+                return
+            except psycopg2.errors.TransactionRollbackError as exc:
+                self._again(attempt, exc)
+
+    def _apply(self, cur, upto: int | None) -> None:
+        hi = upto if upto is not None else 2**63 - 1
+        if hi <= self.applied:
+            return
+        params = {"pass": self.pass_id, "lo": self.applied, "hi": hi}
+        self._apply_batch(cur, _LATEST_IN_RANGE, params)
+        if upto is None:
+            cur.execute(f"SELECT max(fetch_seq) FROM {STAGING_TABLE} WHERE pass_id = %s", (self.pass_id,))
+            hi = cur.fetchone()[0] or self.applied
+        self.applied = max(self.applied, hi)
+
+    def _apply_batch(self, cur, batch_sql: str, params: dict) -> None:
+        _choose_candidates(cur, batch_sql, params, self.compare_all)
+        inserted, updated, undeleted, rejected = _upsert(cur)
+        _remember_versions(cur)
+        cur.execute(f"DELETE FROM {_CANDIDATES}")
+        for i, n in enumerate((inserted, updated, undeleted, rejected)):
+            self.counts[i] += n
+
+    def _writes_of_others(self, cur) -> int:
+        """Rows another writer (a push's write-back) wrote since this pass's first fetch: the staged entries
+        fetched after such a write are applied again; the count of those fetched before it (kept newer)."""
+        cur.execute(f"SELECT min(fetch_seq) FROM {STAGING_TABLE} WHERE pass_id = %s", (self.pass_id,))
+        first = cur.fetchone()[0]
+        if first is None:
+            return 0
+        cur.execute(
+            f"WITH w AS (SELECT uuid, fetched_seq FROM {VERSIONS_TABLE} WHERE fetched_seq >= %(first)s"
+            " AND xmin IS DISTINCT FROM pg_current_xact_id_if_assigned()::xid),"
+            f" latest AS (SELECT s.uuid, max(s.fetch_seq) AS fetch_seq FROM {STAGING_TABLE} s JOIN w USING (uuid)"
+            " WHERE s.pass_id = %(pass)s GROUP BY s.uuid)"
+            " SELECT count(*) FILTER (WHERE l.fetch_seq < w.fetched_seq),"
+            " coalesce(array_agg(l.uuid) FILTER (WHERE l.fetch_seq > w.fetched_seq), '{}')"
+            " FROM latest l JOIN w USING (uuid)",
+            {"first": first, "pass": self.pass_id},
+        )
+        older, later = cur.fetchone()
+        if later:
+            self._apply_batch(cur, _LATEST_OF_UUIDS, {"pass": self.pass_id, "uuids": later})
+        return older
+
+    def finish(self, checks: Sequence[DeletionCheck] = ()) -> PublishResult:
+        """Apply the rest, mark verified deletions, log, close the pass, commit; the publish's counts."""
+        for attempt in range(self.ATTEMPTS):
+            try:
+                with self.conn.cursor() as cur:
+                    result = self._finish(cur, checks)
+                self.conn.commit()
+                self.close()
+                return result
+            except psycopg2.errors.TransactionRollbackError as exc:
+                self._again(attempt, exc)
+        raise AssertionError("unreachable")
+
+    def _finish(self, cur, checks: Sequence[DeletionCheck]) -> PublishResult:
+        filters = _running_pass_filters(cur, self.pass_id)  # waits for whoever holds the pass row
+        self._apply(cur, None)
+        older = self._writes_of_others(cur)
+        deleted = customers.mark_deleted(
+            cur, [c.uuid for c in checks if c.outcome == "deleted"], self.pass_id
+        )
+        row_count, live_count, total_mrr = customers.totals(cur)
+        cur.execute(f"SELECT count(DISTINCT uuid) FROM {STAGING_TABLE} WHERE pass_id = %s", (self.pass_id,))
+        seen = cur.fetchone()[0]
+        inserted, updated, undeleted, rejected = self.counts
+        unchanged = seen - inserted - updated - rejected - older
+        result = PublishResult(
+            seen, inserted, updated, unchanged, deleted, undeleted, row_count, live_count, total_mrr
+        )
+        result.rejected, result.kept_newer = rejected, older
+        _log(cur, self.pass_id, filters, result, checks)
+        return result
+
+
+def publish(
+    engine: Engine, pass_id: int, checks: Sequence[DeletionCheck] = (), *, compare_all: bool = False
+) -> PublishResult:
+    """Publish a staged pass in one go (`Publisher` with nothing applied beforehand).
+
+    `compare_all` (a full refresh): every staged customer is compared column by column with its row,
+    whatever the versions say, so every row that differs from the API's answer is rewritten.
+    """
+    publisher = Publisher(engine, pass_id, compare_all=compare_all)
+    try:
+        return publisher.finish(checks)
+    finally:
+        publisher.close()

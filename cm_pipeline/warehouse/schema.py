@@ -7,6 +7,8 @@ rejects, its audit tables (`deletion_checks`, `publish_log`), and the push's pla
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse.connection import raw_connection
@@ -82,7 +84,9 @@ PUSH_OUTCOMES = ("applied", "unchanged", "rejected", "failed", "dry_run", "pendi
 
 # Staged values Python validated and typed (mapping.prepare_entry); every other column is derived from
 # `raw` in SQL. fetch_seq is the entry's FETCH order (staging.FETCH_CLOCK: wall-clock nanoseconds taken
-# when the HTTP response arrived, strictly increasing, unique per row): publish keeps each uuid's latest.
+# when the HTTP response arrived, strictly increasing, unique per row). Pages are staged in fetch order
+# and the publish applies them in that order (a range of fetch_seq at a time: the index), so the latest
+# fetch of a customer is the one its row ends with.
 STAGING_TYPED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "bigint"),
     ("mrr", "bigint"),
@@ -143,6 +147,7 @@ def _extract_ddl() -> list[str]:
 {typed_cols}    raw text NOT NULL,
     raw_md5 text NOT NULL
 )""",
+        f"CREATE INDEX IF NOT EXISTS customers_staging_fetch_idx ON {STAGING_TABLE} (fetch_seq)",
         f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
     uuid text PRIMARY KEY,
     fetched_seq bigint NOT NULL,
@@ -232,14 +237,32 @@ def ddl() -> list[str]:
     ]
 
 
+_INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\w+)\.")
+
+
+def _existing_index(statement: str) -> str | None:
+    """The qualified name of the index `statement` creates, if it is an index statement."""
+    match = _INDEX.match(statement)
+    return f"{match[2]}.{match[1]}" if match else None
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Create every table cm_pipeline owns if it is missing (idempotent, safe to run concurrently)."""
+    """Create every table cm_pipeline owns if it is missing (idempotent, safe to run concurrently).
+
+    An index that exists is not asked for again: CREATE INDEX IF NOT EXISTS takes its table's SHARE lock
+    before it looks, so it would wait for an extraction's open publish transaction (publish.py).
+    """
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
             # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
             cur.execute("SELECT pg_advisory_xact_lock(17229, 2)")
             for statement in ddl():
+                index = _existing_index(statement)
+                if index is not None:
+                    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (index,))
+                    if cur.fetchone()[0]:
+                        continue
                 cur.execute(statement)
         conn.commit()
     finally:

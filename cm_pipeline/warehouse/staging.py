@@ -71,23 +71,35 @@ class PageOutcome:
     problems: list[FieldProblem] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StagedPage:
+    """A fetched page for `StagingWriter.write_pages`: its partition, its entries, the cursor after it,
+    whether more follow, and the fetch order of its first entry (FETCH_CLOCK, taken as it arrived)."""
+
+    partition: str
+    entries: Sequence[Any]
+    next_cursor: str | None
+    has_more: bool
+    fetched: int
+
+
 _STAGING_COPY = f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMN_NAMES)}) FROM STDIN"
+_Line = tuple[str | None, str, Any]  # (uuid or None when rejected, COPY line or the reason, the entry)
 
 
 class StagingWriter:
-    """Loads pages into staging over its own connection: one COPY + checkpoint update per transaction."""
+    """Loads pages into staging over its own connection: a batch of pages is one COPY, committed with the
+    checkpoints of their partitions (a checkpoint is never ahead of or behind its data)."""
 
-    def __init__(self, engine: Engine, pass_id: int, partition: str):
+    def __init__(self, engine: Engine, pass_id: int, partition: str | None = None):
         self.pass_id = pass_id
-        self.partition = partition
+        self.partition = partition  # the default partition of write_page, stage_entries and restarts
         self._conn = raw_connection(engine)
         with self._conn.cursor() as cur:
             # Staging and checkpoints are unlogged: a crash empties them whatever the commit mode, so
             # waiting for a WAL flush at every page's commit would buy nothing.
             cur.execute("SET synchronous_commit = off")
         self._conn.commit()
-        # The partition name comes from the warehouse (split partitions carry data source uuids): escaped.
-        self._prefix = f"\t{pass_id}\t{copy_field(partition)}\t"
 
     def close(self) -> None:
         self._conn.close()
@@ -99,9 +111,10 @@ class StagingWriter:
         self.close()
 
     def _prepare(
-        self, entries: Sequence[Any], fetched: int | Sequence[int] | None
-    ) -> tuple[PageOutcome, list[tuple[str, str, Any]], bytes]:
-        """COPY lines for the page and their UTF-8 payload (lone surrogates found here, page by page).
+        self, partition: str, entries: Sequence[Any], fetched: int | Sequence[int] | None
+    ) -> tuple[PageOutcome, list[_Line], bytes]:
+        """COPY lines for a page's entries and their UTF-8 payload (lone surrogates found here, page by
+        page).
 
         `fetched`: the fetch order of the first entry (the rest follow it), one per entry, or None to
         take it now (only for callers that write what they just fetched).
@@ -114,21 +127,22 @@ class StagingWriter:
             orders = fetched
             if len(orders) != len(entries):
                 raise ValueError(f"fetched: {len(orders)} fetch orders for {len(entries)} entries")
+        # The partition name comes from the warehouse (split partitions carry data source uuids): escaped.
+        prefix = f"\t{self.pass_id}\t{copy_field(partition)}\t"
         outcome = PageOutcome()
-        lines = self._encode(entries, orders, outcome, thorough=False)
+        lines = self._encode(entries, orders, prefix, outcome, thorough=False)
         try:
             payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
         except UnicodeEncodeError:
             outcome = PageOutcome()
-            lines = self._encode(entries, orders, outcome, thorough=True)
+            lines = self._encode(entries, orders, prefix, outcome, thorough=True)
             payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
         return outcome, lines, payload
 
     def _encode(
-        self, entries: Iterable[Any], orders: Sequence[int], outcome: PageOutcome, thorough: bool
-    ) -> list[tuple[str, str, Any]]:
+        self, entries: Iterable[Any], orders: Sequence[int], prefix: str, outcome: PageOutcome, thorough: bool
+    ) -> list[_Line]:
         lines = []
-        prefix = self._prefix
         for entry, order in zip(entries, orders, strict=True):
             try:
                 prepared = prepare_entry(entry, thorough=thorough)
@@ -160,84 +174,97 @@ class StagingWriter:
         has_more: bool,
         fetched: int | None = None,
     ) -> PageOutcome:
-        """Stage a page's entries and move the partition's checkpoint past it, atomically.
+        """Stage a page of this writer's partition and move its checkpoint past it, atomically.
 
         `fetched`: `FETCH_CLOCK.reserve(len(entries))` taken when the page's response arrived (default:
         now, which is only right when nothing else writes pages fetched meanwhile).
         """
-        outcome, lines, payload = self._prepare(entries, fetched)
+        if fetched is None:
+            fetched = FETCH_CLOCK.reserve(len(entries))
+        page = StagedPage(self._own_partition(), entries, next_cursor, has_more, fetched)
+        return self.write_pages([page])[0]
+
+    def write_pages(self, pages: Sequence[StagedPage]) -> list[PageOutcome]:
+        """Stage pages (of any partitions, in the order given) with one COPY and move each partition's
+        checkpoint past its last page, in one transaction; one outcome per page."""
+        batch = [(p.partition, *self._prepare(p.partition, p.entries, p.fetched)) for p in pages]
         try:
             with self._conn.cursor() as cur:
-                self._copy(cur, lines, outcome, payload)
-                cur.execute(
-                    f"UPDATE {CHECKPOINTS_TABLE} SET cursor = %s, pages = pages + 1,"
-                    " customers = customers + %s, done = %s, updated_at = now()"
-                    " WHERE pass_id = %s AND partition = %s",
-                    (next_cursor, outcome.staged, not has_more, self.pass_id, self.partition),
-                )
-                if cur.rowcount != 1:
-                    raise RuntimeError(
-                        f"checkpoint for pass {self.pass_id} partition {self.partition!r} is missing"
-                    )
+                self._copy(cur, batch)
+                self._advance_checkpoints(cur, pages, [outcome for _, outcome, _, _ in batch])
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
             raise
-        return outcome
+        return [outcome for _, outcome, _, _ in batch]
+
+    def _advance_checkpoints(self, cur, pages: Sequence[StagedPage], outcomes: list[PageOutcome]) -> None:
+        """Each partition's checkpoint moves past its last page of the batch (a done one stays done)."""
+        moved: dict[str, tuple[str | None, int, int, bool]] = {}
+        for page, outcome in zip(pages, outcomes, strict=True):
+            _, count, staged, _ = moved.get(page.partition, (None, 0, 0, False))
+            moved[page.partition] = (page.next_cursor, count + 1, staged + outcome.staged, not page.has_more)
+        for partition, (cursor, count, staged, finished) in moved.items():
+            cur.execute(
+                f"UPDATE {CHECKPOINTS_TABLE} SET cursor = %s, pages = pages + %s, customers = customers + %s,"
+                " done = done OR %s, updated_at = now() WHERE pass_id = %s AND partition = %s",
+                (cursor, count, staged, finished, self.pass_id, partition),
+            )
+            if cur.rowcount != 1:
+                raise RuntimeError(f"checkpoint for pass {self.pass_id} partition {partition!r} is missing")
 
     def stage_entries(self, entries: Sequence[Any], fetched: Sequence[int] | None = None) -> PageOutcome:
         """Stage entries with no checkpoint (e.g. customers re-fetched while verifying deletions).
 
         `fetched`: each entry's fetch order, taken when its response arrived (default: now).
         """
-        outcome, lines, payload = self._prepare(entries, fetched)
+        partition = self._own_partition()
+        outcome, lines, payload = self._prepare(partition, entries, fetched)
         try:
             with self._conn.cursor() as cur:
-                self._copy(cur, lines, outcome, payload)
+                self._copy(cur, [(partition, outcome, lines, payload)])
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
             raise
         return outcome
 
-    def restart_partition(self) -> None:
-        """Forget this partition's staged rows and checkpoint (its saved cursor was refused)."""
+    def _own_partition(self) -> str:
+        if self.partition is None:
+            raise ValueError("partition: this StagingWriter was made for pages of several partitions")
+        return self.partition
+
+    def restart_partition(self, partition: str | None = None) -> None:
+        """Forget a partition's staged rows and checkpoint (its saved cursor was refused)."""
+        partition = partition or self._own_partition()
         with self._conn.cursor() as cur:
             cur.execute(
                 f"DELETE FROM {STAGING_TABLE} WHERE pass_id = %s AND partition = %s",
-                (self.pass_id, self.partition),
+                (self.pass_id, partition),
             )
             cur.execute(
                 f"UPDATE {CHECKPOINTS_TABLE} SET cursor = NULL, pages = 0, customers = 0, done = false,"
                 " updated_at = now() WHERE pass_id = %s AND partition = %s",
-                (self.pass_id, self.partition),
+                (self.pass_id, partition),
             )
         self._conn.commit()
 
-    def mark_done(self) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute(
-                f"UPDATE {CHECKPOINTS_TABLE} SET done = true, updated_at = now()"
-                " WHERE pass_id = %s AND partition = %s",
-                (self.pass_id, self.partition),
-            )
-        self._conn.commit()
-
-    def _copy(
-        self, cur, lines: list[tuple[str | None, str, Any]], outcome: PageOutcome, payload: bytes
-    ) -> None:
-        good = sum(1 for uuid, _, _ in lines if uuid is not None)
+    def _copy(self, cur, batch: list[tuple[str, PageOutcome, list[_Line], bytes]]) -> None:
+        """COPY the good lines of every page at once, counting them staged; a value Postgres refuses
+        sends the batch row by row, and the refused rows are rejected. Rejected entries are recorded."""
+        good = [
+            (p, o, uuid, line, e) for p, o, lines, _ in batch for uuid, line, e in lines if uuid is not None
+        ]
         if good:
             cur.execute("SAVEPOINT page")
             try:
-                cur.copy_expert(_STAGING_COPY, io.BytesIO(payload))
-                outcome.staged += good
+                cur.copy_expert(_STAGING_COPY, io.BytesIO(b"".join([payload for *_, payload in batch])))
+                for _, outcome, _, _, _ in good:
+                    outcome.staged += 1
             except psycopg2.DataError:
                 # One value Postgres refuses must not sink the page: retry row by row, keep the rest.
                 cur.execute("ROLLBACK TO SAVEPOINT page")
-                for uuid, line, entry in lines:
-                    if uuid is None:
-                        continue
+                for partition, outcome, uuid, line, entry in good:
                     cur.execute("SAVEPOINT row")
                     try:
                         cur.copy_expert(_STAGING_COPY, io.BytesIO(line.encode("utf-8")))
@@ -246,28 +273,35 @@ class StagingWriter:
                         cur.execute("ROLLBACK TO SAVEPOINT row")
                         message = (exc.pgerror or str(exc)).strip().splitlines()[0]
                         outcome.rejected.append(f"customer {uuid}: Postgres refused the row: {message}")
-                        self._reject(cur, uuid, message, entry)
-        for uuid, message, entry in lines:
-            if uuid is None:
-                self._reject(cur, None, message, entry)
+                        self._reject(cur, partition, uuid, message, entry)
+        for partition, _, lines, _ in batch:
+            for uuid, message, entry in lines:
+                if uuid is None:
+                    self._reject(cur, partition, None, message, entry)
 
-    def _reject(self, cur, uuid: str | None, error: str, entry: Any) -> None:
+    def _reject(self, cur, partition: str, uuid: str | None, error: str, entry: Any) -> None:
         cur.execute(
             f"INSERT INTO {REJECTS_TABLE} (pass_id, partition, uuid, error, entry) VALUES (%s, %s, %s, %s, %s)",
-            (self.pass_id, self.partition, uuid, error, json.dumps(entry, ensure_ascii=True, default=repr)),
+            (self.pass_id, partition, uuid, error, json.dumps(entry, ensure_ascii=True, default=repr)),
         )
 
 
 def clear_staging(engine: Engine, pass_id: int) -> None:
-    """Drop a published pass's staged rows (the next pass truncates anyway; this frees space early)."""
+    """Drop a published pass's staged rows, unless another session still reads staging (then the next
+    pass's start empties it): freeing space early is never worth waiting for."""
     conn = raw_connection(engine)
     try:
         with conn.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '200ms'")
             cur.execute(f"SELECT 1 FROM {PASSES_TABLE} WHERE state = 'running'")
-            if cur.fetchone() is None:
-                cur.execute(f"TRUNCATE {STAGING_TABLE}")
-            else:
-                cur.execute(f"DELETE FROM {STAGING_TABLE} WHERE pass_id = %s", (pass_id,))
+            try:
+                if cur.fetchone() is None:
+                    cur.execute(f"TRUNCATE {STAGING_TABLE}")
+                else:
+                    cur.execute(f"DELETE FROM {STAGING_TABLE} WHERE pass_id = %s", (pass_id,))
+            except psycopg2.errors.LockNotAvailable:
+                conn.rollback()
+                return
         conn.commit()
     finally:
         conn.close()
