@@ -58,6 +58,9 @@ _TIMESTAMP_RE = re.compile(
 )
 
 
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -77,7 +80,8 @@ def parse_timestamp(value: Any) -> datetime | None:
         raise ValueError(f"is not an ISO 8601 timestamp: {_show(value)}")
     if text[-1] in "Zz":
         text = text[:-1] + "+00:00"
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # fromisoformat takes at most 6 fractional digits
+    if _LONG_FRACTION.search(text):  # fromisoformat takes at most 6 fractional digits
+        text = _LONG_FRACTION.sub(r"\1", text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:  # e.g. 2024-02-30

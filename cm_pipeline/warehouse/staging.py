@@ -19,7 +19,14 @@ import psycopg2
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse.connection import raw_connection
-from cm_pipeline.warehouse.mapping import FieldProblem, RowRejected, copy_field, prepare_entry, text_md5
+from cm_pipeline.warehouse.mapping import (
+    FieldProblem,
+    RowRejected,
+    copy_field,
+    prepare_entry,
+    text_md5,
+    typed_copy_text,
+)
 from cm_pipeline.warehouse.schema import (
     CHECKPOINTS_TABLE,
     PASSES_TABLE,
@@ -158,7 +165,7 @@ class StagingWriter:
                 continue
             if prepared.problems:
                 outcome.problems.extend(prepared.problems)
-            typed = "\t".join([copy_field(v) for v in prepared.typed])
+            typed = typed_copy_text(prepared.typed)
             # md5 of the text as staged (a lone surrogate, found when the page is encoded, makes the page
             # prepared again thoroughly: surrogatepass only keeps this line from failing first).
             digest = text_md5(prepared.raw)
