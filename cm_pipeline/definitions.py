@@ -28,7 +28,7 @@ def build_defs(environ: Mapping[str, str] | None = None) -> dg.Definitions:
     extract = chartmogul_customers.map_asset_specs(
         lambda spec: spec.replace_attributes(freshness_policy=policy)
     )
-    return dg.Definitions(
+    definitions = dg.Definitions(
         assets=[extract, cm_dbt_models, *PUSH_ASSETS],
         asset_checks=[*EXTRACT_CHECKS, *PUSH_CHECKS],
         jobs=[warehouse_refresh_job, *PUSH_JOBS],
@@ -36,6 +36,7 @@ def build_defs(environ: Mapping[str, str] | None = None) -> dg.Definitions:
         sensors=[reverse_etl_sensor],
         resources=build_resources(),
     )
+    return resolved(definitions)
 
 
 def resolved(definitions: dg.Definitions) -> dg.Definitions:
@@ -55,4 +56,4 @@ def resolved(definitions: dg.Definitions) -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     """The definitions Dagster loads (workspace.yaml, `dagster api grpc -m cm_pipeline.definitions`)."""
-    return resolved(build_defs())
+    return build_defs()
