@@ -218,15 +218,6 @@ def customers_state(engine: Engine, uuids: Sequence[str]) -> dict[str, dict]:
     }
 
 
-def known_attribute_keys(engine: Engine) -> set[str]:
-    """Every custom attribute key held by some customer in the warehouse: keys the account has."""
-    sql = (
-        f"SELECT DISTINCT jsonb_object_keys(custom_attributes) FROM {CUSTOMERS_TABLE}"
-        " WHERE jsonb_typeof(custom_attributes) = 'object'"
-    )
-    return {r[0] for r in _rows(engine, sql, {})}
-
-
 def email_counts(engine: Engine, emails: Sequence[str]) -> dict[str, int]:
     """lower(email) -> number of live customers with it."""
     if not emails:
