@@ -243,14 +243,25 @@ from cm_pipeline.definitions import build_defs
 build_defs()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
+# Also measured in the run's own process: its resident size just before the run, and its peak from then on
+# (writing 5 to /proc/self/clear_refs resets the peak to the current size; Linux).
 WITH_A_RUN = """
 import resource, sys, time
 import dagster as dg
 from cm_pipeline.definitions import build_defs
 from cm_pipeline.extract.asset import chartmogul_customers
 from cm_pipeline.resources import ChartMogulAccess, ChartMogulResource, WarehouseResource
+
+def status_kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
 build_defs()
 base_url, db_url = sys.argv[1:3]
+before = status_kib("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
 started = time.perf_counter()
 result = dg.materialize(
     [chartmogul_customers],
@@ -265,7 +276,7 @@ result = dg.materialize(
 )
 [mat] = result.asset_materializations_for_node("chartmogul_customers")
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, round(time.perf_counter() - started, 1),
-      mat.metadata["inserted"].value)
+      mat.metadata["inserted"].value, status_kib("VmHWM") - before)
 """
 
 
@@ -284,20 +295,39 @@ def part_memory(pg: PostgresForTests, sizes: list[int]) -> None:
     for n in sizes:
         with SandboxProcess(customers=n, seed=3, legacy_page_fields=False, startup_timeout=1800) as srv:
             db = pg.create_database("bench_rss")
-            rss, seconds, inserted = child(WITH_A_RUN, srv.base_url, db)
+            rss, seconds, inserted, growth = child(WITH_A_RUN, srv.base_url, db)
             pg.drop_database(db)
-        own.append((n, int(rss) - baseline))
+        own.append((n, int(rss) - baseline, int(growth)))
         print(
-            f"  {n:>9,} customers: run {int(rss) / 1024:7.1f} MiB peak, extraction's own"
-            f" {(int(rss) - baseline) / 1024:6.1f} MiB; {seconds} s, {int(inserted):,} rows; {load()}",
+            f"  {n:>9,} customers: run {int(rss) / 1024:7.1f} MiB peak, minus the definitions-only peak:"
+            f" {(int(rss) - baseline) / 1024:6.1f} MiB; the run's own peak above its size before the run:"
+            f" {int(growth) / 1024:6.1f} MiB; {seconds} s, {int(inserted):,} rows; {load()}",
             flush=True,
         )
-    (small_n, small), (big_n, big) = own[0], own[-1]
+    (small_n, small, small_growth), (big_n, big, big_growth) = own[0], own[-1]
+    # Peak minus peak (the issue's measure) is 0 when the run stays under the definitions' own peak; the
+    # growth above the size before the run is then the figure that says something.
+    if small > 0:
+        figure, met = (
+            f"{big / small:.2f} x ({big / 1024:.1f} MiB at {big_n:,} vs {small / 1024:.1f} MiB)",
+            big <= TARGET_RSS * small,
+        )
+    else:
+        figure, met = f"{big / 1024:.1f} MiB at {big_n:,} vs {small / 1024:.1f} MiB at {small_n:,}", big <= 0
     print(
         verdict(
-            "extraction's own peak RSS, largest size vs smallest",
-            big <= TARGET_RSS * small,
-            f"{big / small:.2f} x ({big / 1024:.1f} MiB at {big_n:,} vs {small / 1024:.1f} MiB at {small_n:,})",
+            "extraction's own peak RSS (run peak - definitions-only peak), largest vs smallest",
+            met,
+            figure,
+            f"<= {TARGET_RSS} x",
+        )
+    )
+    print(
+        verdict(
+            "the run's peak above its size before the run, largest vs smallest",
+            big_growth <= TARGET_RSS * small_growth,
+            f"{big_growth / small_growth:.2f} x ({big_growth / 1024:.1f} MiB at {big_n:,} vs"
+            f" {small_growth / 1024:.1f} MiB at {small_n:,})",
             f"<= {TARGET_RSS} x",
         )
     )

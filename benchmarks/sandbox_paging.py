@@ -4,7 +4,7 @@ separate client process, against a floor measured in the same run.
 Floor: a bare socket server (another process) that answers each request with the SAME page bytes the
 sandbox produced, read by the same http.client loop; so the ratio is the sandbox's own cost per page.
 
-    .venv/bin/python benchmarks/sandbox_paging.py [--customers 100000] [--per-page 200]
+    .venv/bin/python benchmarks/sandbox_paging.py [--customers 100000] [--per-page 200] [--account realistic]
 """
 
 from __future__ import annotations
@@ -111,10 +111,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--per-page", type=int, default=200)
+    p.add_argument(
+        "--account", default="uniform", choices=("uniform", "realistic"), help="seeded account shape"
+    )
     a = p.parse_args()
 
     started = time.perf_counter()
-    with SandboxProcess(customers=a.customers, seed=1) as proc:
+    with SandboxProcess(customers=a.customers, seed=1, account=a.account, startup_timeout=900) as proc:
         startup = time.perf_counter() - started
         host, port = "127.0.0.1", proc.port
         captured: list[bytes] = []
@@ -126,7 +129,8 @@ def main() -> None:
     mb = sum(map(len, captured)) / 1e6
 
     print(
-        f"sandbox paging benchmark: {customers} customers, {pages} pages of {a.per_page}, {mb:.1f} MB of JSON"
+        f"sandbox paging benchmark: {customers} customers ({a.account} account), {pages} pages of {a.per_page},"
+        f" {mb:.1f} MB of JSON"
     )
     print(f"  sandbox start-up incl. seeding ({a.customers} customers):  {startup:6.2f} s")
     print(f"  floor   (bare socket replaying the same bytes, http.client): {t_floor:6.2f} s  "

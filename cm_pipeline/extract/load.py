@@ -21,8 +21,8 @@ from cm_pipeline.extract.progress import MAX_PROBLEMS_LOGGED, Progress
 from cm_pipeline.warehouse.publish import Publisher
 from cm_pipeline.warehouse.staging import StagedPage, StagingWriter
 
-QUEUE_PAGES = 32  # fetched pages waiting for staging at most (the fetchers wait beyond: memory stays flat)
-BATCH_PAGES = 64  # pages staged by one COPY at most
+QUEUE_PAGES = 10  # fetched pages waiting for staging at most (fetchers wait beyond it: memory stays flat)
+BATCH_PAGES = 8  # pages staged by one COPY at most (a parsed page is ~0.7 MB of Python objects)
 APPLY_EVERY = 0.1  # seconds between two applies, so that a batch gathers several pages
 _END = object()
 

@@ -128,19 +128,26 @@ class Walk:
             thread.start()
         if self.sources is not None and any(p.sample for p in self.sched.parts.values()):
             self.sources.when_done(self._guarded(self._decide_all))
+        walked = False
         try:
             self._wait(fetchers, log)
+            walked = not self.errors
         finally:
             self.sched.stop()
             for thread in fetchers:
                 thread.join()
-            self.stager.end()
+            self.stager.end()  # what was fetched is staged: a failed run's next one resumes after it
             self.stager.thread.join()
-            self.applier.end(apply_rest=not self.errors and self.stager.error is None)
+            self.applier.end(apply_rest=walked and self.stager.error is None)
             self.progress.log_problems(log)
-        for error in (*self.errors, self.stager.error, self.applier.error):
+        for error in (self.stager.error, self.applier.error, *self.errors):
             if error is not None:
                 raise error
+        if self.sources is not None and self.data_sources_failed is None:
+            sources, why = self.sources.result(0)
+            if sources is None and self.sources.done:  # failed, but no status needed the list
+                self.data_sources_failed = why
+                log.warning(f"extract: GET /v1/data_sources failed ({why}): walked by status alone")
         if self.progress.rejected_count or self.progress.problem_count:
             log.warning(
                 f"extract: {self.progress.rejected_count} entries rejected (see cm_pipeline.extract_rejects), "
@@ -187,18 +194,24 @@ class Walk:
                 started = time.monotonic()
                 page = self._next_page(part)
                 seconds = time.monotonic() - started
+                entries = list(page.entries)
+                if part.sample and page.has_more:
+                    self.sample_pages[part.name] = entries
                 with self.order_lock:  # fetch order = queue order = staging order = apply order
-                    fetched = FETCH_CLOCK.reserve(len(page.entries))
-                    self.stager.put(StagedPage(part.name, page.entries, page.cursor, page.has_more, fetched))
+                    fetched = FETCH_CLOCK.reserve(len(entries))
+                    self.stager.put(StagedPage(part.name, entries, page.cursor, page.has_more, fetched))
+                # The cursor walk's suspended frame keeps the page it yielded until it yields the next one:
+                # empty it, so that a partition waiting for its turn holds no page (memory stays flat).
+                page.entries.clear()
+                if not page.has_more:
+                    part.pages.close()
             except BaseException as exc:
                 self.errors.append(exc)
                 with self.progress.lock:
                     self.progress.parts[part.name].state = "failed"
                 self.sched.failed(part)
                 return
-            if part.sample and page.has_more:
-                self.sample_pages[part.name] = page.entries
-            self.sched.returned(part, len(page.entries), page.has_more, seconds)
+            self.sched.returned(part, len(entries), page.has_more, seconds)
             with self.progress.lock:
                 self.progress.parts[part.name].state = "done" if part.done else "running"
             if part.held and self.sources is not None and self.sources.done:
@@ -224,14 +237,12 @@ class Walk:
 
     def _cursor_walk(self, part: Part):
         spec, options = part.spec, self.options
-        return iter(
-            self.client.list_customers(
-                status=spec.status,
-                data_source_uuid=spec.data_source_uuid or options.data_source_uuid,
-                system=options.system,
-                per_page=options.per_page,
-                cursor=part.cursor,
-            )
+        return self.client.list_customers(
+            status=spec.status,
+            data_source_uuid=spec.data_source_uuid or options.data_source_uuid,
+            system=options.system,
+            per_page=options.per_page,
+            cursor=part.cursor,
         )
 
     def _restart(self, part: Part, exc: APIError) -> None:
