@@ -148,6 +148,11 @@ def _extract_ddl() -> list[str]:
     raw_md5 text NOT NULL
 )""",
         f"CREATE INDEX IF NOT EXISTS customers_staging_fetch_idx ON {STAGING_TABLE} (fetch_seq)",
+    ]
+
+
+def _publish_ddl() -> list[str]:
+    return [
         f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
     uuid text PRIMARY KEY,
     fetched_seq bigint NOT NULL,
@@ -233,6 +238,7 @@ def ddl() -> list[str]:
         *_customers_ddl(),
         f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}",
         *_extract_ddl(),
+        *_publish_ddl(),
         *_push_ddl(),
     ]
 

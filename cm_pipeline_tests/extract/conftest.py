@@ -116,6 +116,17 @@ def query(db_url: str, sql: str, **params):
         engine.dispose()
 
 
+def row_by_uuid(db_url: str, uuid: str) -> dict:
+    """The published row of one customer, column by column."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            sql = sa.text("SELECT * FROM chartmogul.customers WHERE uuid = :u")
+            return dict(conn.execute(sql, {"u": uuid}).mappings().one())
+    finally:
+        engine.dispose()
+
+
 class Gateway:
     """A gateway in front of the sandbox, over real sockets: forwards every request unchanged, except those
     `answer(method, path, query)` answers itself with (status, body bytes, content type) — what a proxy,

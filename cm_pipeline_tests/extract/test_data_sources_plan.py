@@ -91,6 +91,12 @@ def test_the_plan_comes_from_the_data_sources_with_or_without_the_deprecated_fie
             by_status[s] for s in by_status if s not in split
         )
         assert pages <= math.ceil(listed / PER_PAGE) + len(parts)
+        # A first load fetches each split status's first page twice (its sample, then its sub-partition):
+        # still within one page per partition, the status partition it replaced included.
+        first_listed = sum(by_pair[s, ds] for s in first_split for ds in sources) + sum(
+            by_status[s] for s in by_status if s not in first_split
+        )
+        assert first_pages <= math.ceil(first_listed / PER_PAGE) + len(first_parts)
         assert refreshed.customers_fetched == listed  # each customer once, a merged one once per source
         assert refreshed.publish.unchanged == len(customers) and refreshed.publish.updated == 0
     assert runs[True] == runs[False]  # the deprecated fields change nothing

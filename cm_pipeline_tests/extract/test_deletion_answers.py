@@ -47,6 +47,22 @@ def client_for(base_url: str, api_key: str = TEST_API_KEY) -> ChartMogulClient:
     )
 
 
+def turn_hostile(answer: str, sandbox, run: Extraction, wrong_key: ChartMogulClient) -> None:
+    """Between the walk and the verification: make the sandbox (or the key) give `answer`."""
+    ctl = sandbox.control
+    if answer == "500":
+        ctl.configure(fault_rate=1.0, fault_kinds=["500"])
+    elif answer == "timeout":
+        ctl.configure(latency_ms=1500)
+    elif answer == "401":
+        run.client = wrong_key
+    elif answer == "429 exhausted":
+        # One request per second, and a Retry-After longer than the client's retry budget: the request
+        # below takes this second's slot, so the verification is answered 429 and gives up.
+        ctl.configure(rate_limit_rps=1, retry_after=5)
+        requests.get(f"{sandbox.base_url}/customers?per_page=1", auth=(TEST_API_KEY, ""), timeout=10)
+
+
 @pytest.mark.parametrize("answer", list(ANSWERS))
 def test_only_the_apis_json_404_marks_an_unseen_customer_deleted(sandbox, fresh_db, answer):
     status, gateway_answer = ANSWERS[answer]
@@ -75,17 +91,7 @@ def test_only_the_apis_json_404_marks_an_unseen_customer_deleted(sandbox, fresh_
             run = Extraction(client, engine, options, LOG)
             run.open()
             run.walk()
-            if answer == "500":
-                ctl.configure(fault_rate=1.0, fault_kinds=["500"])
-            elif answer == "timeout":
-                ctl.configure(latency_ms=1500)
-            elif answer == "401":
-                run.client = wrong_key
-            elif answer == "429 exhausted":
-                # One request per second, and a Retry-After longer than the client's retry budget: the
-                # request below takes this second's slot, so the verification is answered 429 and gives up.
-                ctl.configure(rate_limit_rps=1, retry_after=5)
-                requests.get(f"{sandbox.base_url}/customers?per_page=1", auth=(TEST_API_KEY, ""), timeout=10)
+            turn_hostile(answer, sandbox, run, wrong_key)
             checks = run.verify()
             run.client = client
             ctl.configure(fault_rate=0.0, latency_ms=0, rate_limit_rps=None, retry_after=None)
