@@ -50,7 +50,9 @@ class AdvisoryLock:
                 cur.execute(
                     "SELECT l.pid, a.application_name FROM pg_locks l"
                     " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-                    " AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2",
+                    " AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2"
+                    # advisory locks are per database: a holder in another database is not this one's
+                    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                     self._key,
                 )
                 holder = cur.fetchone()

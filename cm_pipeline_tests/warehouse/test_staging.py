@@ -92,6 +92,15 @@ def test_the_advisory_lock_blocks_a_second_holder(db):
         assert again.held
 
 
+def test_the_lock_error_names_the_holder_in_this_database_only(db, engine):
+    """Advisory locks are per database: the same key held in another database is neither a conflict nor
+    named as the holder (two warehouses on one server, or parallel test workers)."""
+    with AdvisoryLock(engine, holder="other database's refresh"), AdvisoryLock(db, holder="this one"):
+        with pytest.raises(RefreshAlreadyRunning, match="this one") as raised:
+            AdvisoryLock(db).acquire()
+    assert "other database" not in str(raised.value)
+
+
 def test_the_latest_fetch_wins_whatever_order_the_pages_were_written_in(db):
     """Two workers: the page fetched first (old data) is written last; publish keeps the later fetch."""
     p = open_pass(db, filters={}, plan=["New_Lead", "Cancelled"], per_page=200)
