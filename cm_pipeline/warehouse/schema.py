@@ -117,7 +117,6 @@ def _customers_ddl() -> list[str]:
 
 
 def _extract_ddl() -> list[str]:
-    typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
     return [
         f"""CREATE TABLE IF NOT EXISTS {PASSES_TABLE} (
     pass_id bigserial PRIMARY KEY,
@@ -139,6 +138,12 @@ def _extract_ddl() -> list[str]:
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (pass_id, partition)
 )""",
+    ]
+
+
+def _staging_ddl() -> list[str]:
+    typed_cols = "".join(f"    {name} {ddl},\n" for name, ddl in STAGING_TYPED_COLUMNS)
+    return [
         f"""CREATE UNLOGGED TABLE IF NOT EXISTS {STAGING_TABLE} (
     fetch_seq bigint NOT NULL,
     pass_id bigint NOT NULL,
@@ -238,6 +243,7 @@ def ddl() -> list[str]:
         *_customers_ddl(),
         f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}",
         *_extract_ddl(),
+        *_staging_ddl(),
         *_publish_ddl(),
         *_push_ddl(),
     ]
