@@ -28,7 +28,7 @@ demo:
 	$(BIN)/python -m cm_pipeline.demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .
