@@ -57,13 +57,13 @@ def test_over_capacity_503(fresh_sandbox):
 
 
 def test_latency(fresh_sandbox, http):
-    fresh_sandbox.control.configure(latency_ms=400)
+    fresh_sandbox.control.configure(latency_ms=1000)
     started = time.perf_counter()
     assert http.get(f"{fresh_sandbox.base_url}/customers", params={"per_page": 1}).ok
-    assert time.perf_counter() - started >= 0.4
+    assert time.perf_counter() - started >= 1.0
     started = time.perf_counter()
-    fresh_sandbox.control.stats()  # admin endpoints are exempt
-    assert time.perf_counter() - started < 0.4
+    fresh_sandbox.control.stats()  # admin endpoints are exempt: well under the latency, even on a loaded machine
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "503", "504", "520", "524"])
