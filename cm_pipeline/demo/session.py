@@ -42,6 +42,8 @@ STARTUP_SECONDS = 180.0
 # The stop's budget (under 15 s in all): runs get STOP_RUNS_SECONDS to end, Dagster STOP_DAGSTER_SECONDS.
 STOP_RUNS_SECONDS = 6.0
 STOP_DAGSTER_SECONDS = 6.0
+# Each webserver call while stopping: a webserver slow to answer cannot stretch the stop past its budget.
+STOP_CALL_SECONDS = 3.0
 # The demo's refresh runs its steps in the run's own process: each step process of the default executor
 # loads the code location again (10-30 s on two cores, `dbt parse` included under `dg dev`), which is
 # most of a small refresh's time. Same steps, same pool and tags.
@@ -223,6 +225,7 @@ class Demo:
         began = time.monotonic()
         say = self.console.say
         if self.dagster is not None and self.dagster.exited() is None:
+            self.ui.timeout = STOP_CALL_SECONDS
             self._stop_runs()
             say("stopping Dagster...")
             if not self.dagster.stop(STOP_DAGSTER_SECONDS):
