@@ -142,7 +142,10 @@ def test_fetch_clock_is_strictly_increasing_across_threads_and_reservations():
     assert clock.reserve(1) > got[-1] + 10**15
 
 
-def test_a_resumed_pass_orders_its_fetches_after_the_ones_already_staged(db):
+def test_a_resumed_pass_orders_its_fetches_after_the_ones_already_staged(db, monkeypatch):
+    # The resume moves this process's clock 10**15 ns ahead: put it back afterwards, or every later test
+    # in this process would fetch "after" the pages a child process (a killed run) stages meanwhile.
+    monkeypatch.setattr(FETCH_CLOCK, "_last", FETCH_CLOCK._last)
     p = open_pass(db, filters={}, plan=["Active"], per_page=200)
     ahead = FETCH_CLOCK.reserve(1) + 10**15  # staged by an earlier run whose clock was ahead of ours
     with StagingWriter(db, p.pass_id, "Active") as w:
