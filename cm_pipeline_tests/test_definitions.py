@@ -85,6 +85,6 @@ def test_the_cron_sets_the_schedule_and_the_extract_assets_freshness():
     daily = build_defs({"WAREHOUSE_REFRESH_CRON": "0 3 * * *"}).get_repository_def()
     assert daily.get_schedule_def("warehouse_refresh_schedule").cron_schedule == "0 3 * * *"
     policy = daily.asset_graph.get(dg.AssetKey("chartmogul_customers")).freshness_policy
-    assert policy.fail_window.to_timedelta().total_seconds() == pytest.approx(2 * 86400)
+    assert policy.fail_window.to_timedelta().total_seconds() == pytest.approx(3 * 86400)
     hourly = build_defs({}).get_repository_def().asset_graph.get(dg.AssetKey("chartmogul_customers"))
-    assert hourly.freshness_policy.fail_window.to_timedelta().total_seconds() == pytest.approx(2 * 3600)
+    assert hourly.freshness_policy.fail_window.to_timedelta().total_seconds() == pytest.approx(3 * 3600)

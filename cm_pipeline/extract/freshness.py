@@ -1,9 +1,11 @@
 """Freshness of chartmogul.customers, in Dagster's own terms: a FreshnessPolicy on the asset, which the
 daemon evaluates (its freshness state shows on the asset's page, and its changes are events to alert on).
 
-It follows the refresh cron (WAREHOUSE_REFRESH_CRON, hourly by default): the table is stale once a tick
-was missed: warn after 1.5 x, fail after 2 x the longest gap between two ticks. A cron of uneven gaps
-(weekdays only, say) is judged by its longest one. Dagster's older last-update freshness checks are
+It follows the refresh cron (WAREHOUSE_REFRESH_CRON, hourly by default): warn once the data is 2 x the
+longest gap between two ticks old (a tick was missed and the next one has not landed), fail at 3 x (two
+missed). Whole multiples, because the UI's freshness panel rounds a window to its largest unit (1.5 hours
+shows as "2 hours"): for hourly, daily and weekly crons the panel shows the windows exactly. A cron of
+uneven gaps (weekdays only, say) is judged by its longest one. Dagster's older last-update freshness checks are
 superseded by these policies (and warn so), so there is no separate check.
 """
 
@@ -19,7 +21,7 @@ from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
 DEFAULT_REFRESH_CRON = "0 * * * *"
 REFRESH_CRON_ENV = "WAREHOUSE_REFRESH_CRON"
-WARN_FACTOR, FAIL_FACTOR = 1.5, 2.0
+WARN_FACTOR, FAIL_FACTOR = 2, 3
 
 
 def refresh_cron_now(environ: Mapping[str, str] | None = None) -> str:
@@ -51,6 +53,6 @@ def longest_gap(cron: str) -> timedelta:
 
 
 def freshness_policy_for(cron: str = DEFAULT_REFRESH_CRON) -> dg.FreshnessPolicy:
-    """The asset's policy for a refresh on `cron`: warn after 1.5 x, fail after 2 x its longest gap."""
+    """The asset's policy for a refresh on `cron`: warn after 2 x, fail after 3 x its longest gap."""
     gap = longest_gap(cron)
     return dg.FreshnessPolicy.time_window(fail_window=gap * FAIL_FACTOR, warn_window=gap * WARN_FACTOR)

@@ -32,10 +32,10 @@ H = timedelta(hours=1)
         ("0 0 1 * *", 31 * 24 * H),  # monthly: the longest month
     ],
 )
-def test_windows_are_one_and_a_half_and_two_times_the_longest_gap(cron, gap):
+def test_windows_are_two_and_three_times_the_longest_gap(cron, gap):
     assert longest_gap(cron) == gap
     policy = freshness_policy_for(cron)
-    assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (gap * 1.5, gap * 2)
+    assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (gap * 2, gap * 3)
 
 
 def test_a_bad_cron_is_named():
@@ -47,7 +47,7 @@ def test_the_defaults_agree_with_the_schedule_and_the_asset_policy_is_the_hourly
     assert (DEFAULT_REFRESH_CRON, REFRESH_CRON_ENV) == (SCHEDULES_DEFAULT, SCHEDULES_ENV)
     policy = chartmogul_customers.specs_by_key[dg.AssetKey("chartmogul_customers")].freshness_policy
     assert policy == freshness_policy_for(DEFAULT_REFRESH_CRON)
-    assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (1.5 * H, 2 * H)
+    assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (2 * H, 3 * H)
 
 
 def test_the_cron_in_force_comes_from_the_environment():
