@@ -35,8 +35,16 @@ def last_fetch(page: StagedPage) -> int:
 class Stager:
     """Stages queued pages in arrival order; `on_staged(fetch_seq)` follows every committed batch."""
 
-    def __init__(self, engine: Engine, pass_id: int, progress: Progress, on_staged: Callable[[int], None]):
+    def __init__(
+        self,
+        engine: Engine,
+        pass_id: int,
+        progress: Progress,
+        on_staged: Callable[[int], None],
+        skip_unchanged: bool = False,
+    ):
         self.engine, self.pass_id, self.progress, self.on_staged = engine, pass_id, progress, on_staged
+        self.skip_unchanged = skip_unchanged  # stage entries unmapped when their text is the published one
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES)
         self.thread = threading.Thread(target=self.run, name="cm-extract-stage", daemon=True)
         self.error: BaseException | None = None
@@ -83,7 +91,7 @@ class Stager:
         try:
             with StagingWriter(self.engine, self.pass_id) as writer:
                 while (batch := self._batch()) is not None:
-                    outcomes = writer.write_pages(batch)
+                    outcomes = writer.write_pages(batch, skip_unchanged=self.skip_unchanged)
                     self._count(batch, outcomes)
                     self.on_staged(last_fetch(batch[-1]))
         except BaseException as exc:

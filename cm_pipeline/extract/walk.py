@@ -91,7 +91,9 @@ class Walk:
         )
         self.publisher = publisher
         self.applier = Applier(publisher)
-        self.stager = Stager(engine, the_pass.pass_id, progress, self.applier.staged)
+        # A refresh's unchanged customers are staged unmapped, unless every row is to be compared anyway.
+        skip_unchanged = not first_load and not publisher.compare_all
+        self.stager = Stager(engine, the_pass.pass_id, progress, self.applier.staged, skip_unchanged)
 
     def _parts(self, first_load: bool) -> list[Part]:
         parts = []

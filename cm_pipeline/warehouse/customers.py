@@ -48,10 +48,12 @@ def differs_sql(new: str, every_column: bool) -> str:
 
 
 def upsert_staged(cur, candidates_table: str) -> tuple[int, int, int]:
-    """Publish the staged rows listed in `candidates_table` (fetch_seq, full_compare): insert new
+    """Publish the staged rows listed in `candidates_table` (fetch_seq, full_compare, typed values of
+    entries staged unmapped): insert new
     customers, update changed or deleted ones (compared by raw, or by every column where full_compare),
     leave the rest untouched (not even locked). (inserted, updated, undeleted)."""
-    typed = ", ".join(f"s.{c}" for c in TYPED_COLUMNS)
+    # An entry staged unmapped (not s.prepared) was mapped by the publish into the candidates table.
+    typed = ", ".join(f"CASE WHEN s.prepared THEN s.{c} ELSE k.{c} END AS {c}" for c in TYPED_COLUMNS)
     differs = f"CASE WHEN m.full_compare THEN {differs_sql('m', True)} ELSE {differs_sql('m', False)} END"
     changed = (
         f"SELECT m.*, c.deleted_at IS NOT NULL AS was_deleted FROM mapped m"

@@ -254,7 +254,9 @@ def _checked_problems(uuid: str, entry: dict, attributes: dict | None) -> list[F
     return problems
 
 
-def _raw_text(entry: dict, thorough: bool) -> tuple[str, bool]:
+def entry_text(entry: dict, thorough: bool = False) -> tuple[str, bool]:
+    """The text an entry is staged as (its md5 tells an unchanged one); whether NUL or lone surrogates
+    were replaced in it."""
     if not thorough:
         try:  # orjson: compact, key order kept, several times faster than json.dumps (NaN -> null)
             raw = orjson.dumps(entry).decode("utf-8")
@@ -276,13 +278,13 @@ def _replaced_fields(entry: dict) -> list[str]:
     return fields
 
 
-def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
+def prepare_entry(entry: Any, thorough: bool = True, text: tuple[str, bool] | None = None) -> PreparedEntry:
     """Validate an API entry for staging: its uuid, typed values, raw text and problems.
 
     RowRejected when it has no usable uuid; bad values never raise: they become FieldProblems (the column
     is NULL, `raw` keeps the value). thorough=False skips the search for lone surrogates in `raw` (NUL is
     always handled): the bulk loader finds them for a whole page at once when encoding it, and only then
-    prepares that page thoroughly.
+    prepares that page thoroughly. `text`: `entry_text(entry, thorough)`, when the caller has it already.
     """
     uuid = entry_uuid(entry)
     problems: list[FieldProblem] = []
@@ -292,7 +294,7 @@ def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
         problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
         attributes = None
     problems += _checked_problems(uuid, entry, attributes)
-    raw, replaced = _raw_text(entry, thorough)
+    raw, replaced = text if text is not None else entry_text(entry, thorough)
     if replaced:  # rare: say where
         problems += [
             FieldProblem(uuid, f, "contains NUL or lone surrogates; replaced by U+FFFD (also in raw)")

@@ -25,12 +25,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 import psycopg2
+from psycopg2.extras import execute_values
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse import customers
 from cm_pipeline.warehouse.connection import raw_connection
-from cm_pipeline.warehouse.mapping import MAPPING_VERSION
+from cm_pipeline.warehouse.mapping import MAPPING_VERSION, prepare_entry
 from cm_pipeline.warehouse.schema import (
     CUSTOMERS_TABLE,
     DELETION_CHECKS_TABLE,
@@ -38,6 +40,7 @@ from cm_pipeline.warehouse.schema import (
     PUBLISH_LOG_TABLE,
     REJECTS_TABLE,
     STAGING_TABLE,
+    STAGING_TYPED_COLUMNS,
     VERSIONS_TABLE,
 )
 
@@ -104,10 +107,43 @@ def _choose_candidates(cur, batch_sql: str, params: dict, compare_all: bool) -> 
         " v.raw_md5 IS DISTINCT FROM b.raw_md5 AS changed, b.fetch_seq < v.fetched_seq AS older"
         f" FROM batch b LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = b.uuid"
         f" LEFT JOIN {VERSIONS_TABLE} v ON v.uuid = b.uuid)"
-        f" INSERT INTO {_CANDIDATES} SELECT fetch_seq, uuid, raw_md5, %(all)s OR (drifted AND NOT absent)"
+        f" INSERT INTO {_CANDIDATES} (fetch_seq, uuid, raw_md5, full_compare)"
+        " SELECT fetch_seq, uuid, raw_md5, %(all)s OR (drifted AND NOT absent)"
         " FROM judged WHERE NOT coalesce(older, false) AND (%(all)s OR absent OR drifted OR changed)",
         {**params, "all": compare_all},
     )
+
+
+_TYPED_NAMES = [name for name, _ in STAGING_TYPED_COLUMNS]
+
+
+def _map_unmapped(cur) -> int:
+    """Map the candidates staged unmapped (their text was the published one when they were staged, and
+    the row was written or edited since): their typed values go into the candidates table, where the
+    upsert reads them. Never expected to fail (the same text was mapped before); if it does, the entry is
+    set aside like an unparsable one. How many were set aside."""
+    cur.execute(
+        f"SELECT k.fetch_seq, s.raw FROM {_CANDIDATES} k JOIN {STAGING_TABLE} s USING (fetch_seq)"
+        " WHERE NOT s.prepared"
+    )
+    values, bad = [], []
+    for fetch_seq, raw in cur.fetchall():
+        try:
+            values.append((fetch_seq, *prepare_entry(orjson.loads(raw)).typed))
+        except Exception as exc:
+            bad.append((fetch_seq, f"could not be mapped ({type(exc).__name__}: {exc})"))
+    if values:
+        casts = ", ".join(f"%s::{ddl}" for _, ddl in STAGING_TYPED_COLUMNS)
+        execute_values(
+            cur,
+            f"UPDATE {_CANDIDATES} k SET {', '.join(f'{n} = v.{n}' for n in _TYPED_NAMES)}"
+            f" FROM (VALUES %s) AS v(fetch_seq, {', '.join(_TYPED_NAMES)}) WHERE k.fetch_seq = v.fetch_seq",
+            values,
+            template=f"(%s, {casts})",
+        )
+    for fetch_seq, message in bad:
+        _set_aside(cur, fetch_seq, message)
+    return len(bad)
 
 
 def _upsert(cur) -> tuple[int, int, int, int]:
@@ -180,16 +216,18 @@ def _set_aside_unparsable(cur) -> int:
     cur.execute(f"SELECT fetch_seq FROM {_CANDIDATES} ORDER BY fetch_seq")
     bad = _unparsable(cur, [r[0] for r in cur.fetchall()])
     for fetch_seq, message in bad:
-        cur.execute(
-            f"INSERT INTO {REJECTS_TABLE} (pass_id, partition, uuid, error, entry)"
-            f" SELECT pass_id, partition, uuid, %s, raw FROM {STAGING_TABLE} WHERE fetch_seq = %s",
-            (
-                f"entry text is not valid JSON for Postgres: {message}; the published row is left as it was",
-                fetch_seq,
-            ),
-        )
-        cur.execute(f"DELETE FROM {_CANDIDATES} WHERE fetch_seq = %s", (fetch_seq,))
+        _set_aside(cur, fetch_seq, f"entry text is not valid JSON for Postgres: {message}")
     return len(bad)
+
+
+def _set_aside(cur, fetch_seq: int, why: str) -> None:
+    """Leave a staged entry out of the publish, recorded as a reject saying `why`."""
+    cur.execute(
+        f"INSERT INTO {REJECTS_TABLE} (pass_id, partition, uuid, error, entry)"
+        f" SELECT pass_id, partition, uuid, %s, raw FROM {STAGING_TABLE} WHERE fetch_seq = %s",
+        (f"{why}; the published row is left as it was", fetch_seq),
+    )
+    cur.execute(f"DELETE FROM {_CANDIDATES} WHERE fetch_seq = %s", (fetch_seq,))
 
 
 class Publisher:
@@ -214,9 +252,10 @@ class Publisher:
             cur.execute("SET LOCAL work_mem = '256MB'")
             cur.execute("SET LOCAL jit = off")  # compiling the mapping expressions costs more than it saves
             self.compare_all = self._compare_all_asked or _needs_remap(cur)
+            typed = "".join(f", {name} {ddl}" for name, ddl in STAGING_TYPED_COLUMNS)  # of unmapped entries
             cur.execute(
                 f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
-                " raw_md5 text NOT NULL, full_compare boolean NOT NULL) ON COMMIT DROP"
+                f" raw_md5 text NOT NULL, full_compare boolean NOT NULL{typed}) ON COMMIT DROP"
             )
 
     def close(self) -> None:
@@ -255,7 +294,9 @@ class Publisher:
 
     def _apply_batch(self, cur, batch_sql: str, params: dict) -> None:
         _choose_candidates(cur, batch_sql, params, self.compare_all)
+        unmappable = _map_unmapped(cur)
         inserted, updated, undeleted, rejected = _upsert(cur)
+        rejected += unmappable
         _remember_versions(cur)
         cur.execute(f"DELETE FROM {_CANDIDATES}")
         for i, n in enumerate((inserted, updated, undeleted, rejected)):

@@ -103,6 +103,7 @@ STAGING_COLUMN_NAMES: tuple[str, ...] = (
     *(n for n, _ in STAGING_TYPED_COLUMNS),
     "raw",
     "raw_md5",
+    "prepared",  # false: an entry staged unchanged, not mapped; the publish maps it if it is needed
 )
 
 
@@ -150,8 +151,11 @@ def _staging_ddl() -> list[str]:
     partition text NOT NULL,
     uuid text NOT NULL,
 {typed_cols}    raw text NOT NULL,
-    raw_md5 text NOT NULL
+    raw_md5 text NOT NULL,
+    prepared boolean NOT NULL DEFAULT true
 )""",
+        # A staging table made before the column existed (scratch data, so no migration beyond this).
+        f"ALTER TABLE {STAGING_TABLE} ADD COLUMN IF NOT EXISTS prepared boolean NOT NULL DEFAULT true",
         f"CREATE INDEX IF NOT EXISTS customers_staging_fetch_idx ON {STAGING_TABLE} (fetch_seq)",
     ]
 
@@ -252,17 +256,29 @@ def ddl() -> list[str]:
 _INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\w+)\.")
 
 
-def _existing_index(statement: str) -> str | None:
-    """The qualified name of the index `statement` creates, if it is an index statement."""
-    match = _INDEX.match(statement)
-    return f"{match[2]}.{match[1]}" if match else None
+_COLUMN = re.compile(r"ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\w+)")
+
+
+def _exists_already(cur, statement: str) -> bool:
+    """Whether the index or column `statement` adds exists (never asked again: see ensure_schema)."""
+    if match := _INDEX.match(statement):
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{match[2]}.{match[1]}",))
+        return cur.fetchone()[0]
+    if match := _COLUMN.match(statement):
+        cur.execute(
+            "SELECT count(*) > 0 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
+            " AND NOT attisdropped",
+            match.groups(),
+        )
+        return cur.fetchone()[0]
+    return False
 
 
 def ensure_schema(engine: Engine) -> None:
     """Create every table cm_pipeline owns if it is missing (idempotent, safe to run concurrently).
 
-    An index that exists is not asked for again: CREATE INDEX IF NOT EXISTS takes its table's SHARE lock
-    before it looks, so it would wait for an extraction's open publish transaction (publish.py).
+    An index or column that exists is not asked for again: CREATE INDEX and ALTER TABLE ... IF NOT EXISTS
+    lock their table before they look, so they would wait for an extraction's open publish transaction.
     """
     conn = raw_connection(engine)
     try:
@@ -270,12 +286,8 @@ def ensure_schema(engine: Engine) -> None:
             # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog: serialise them.
             cur.execute("SELECT pg_advisory_xact_lock(17229, 2)")
             for statement in ddl():
-                index = _existing_index(statement)
-                if index is not None:
-                    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (index,))
-                    if cur.fetchone()[0]:
-                        continue
-                cur.execute(statement)
+                if not _exists_already(cur, statement):
+                    cur.execute(statement)
         conn.commit()
     finally:
         conn.close()

@@ -9,7 +9,7 @@ from cm_pipeline.extract.checks import customers_match_their_last_write
 from cm_pipeline.warehouse.customers import write_attributes, write_entries
 from cm_pipeline.warehouse.passes import open_pass
 from cm_pipeline.warehouse.publish import publish
-from cm_pipeline.warehouse.staging import FETCH_CLOCK, StagingWriter
+from cm_pipeline.warehouse.staging import FETCH_CLOCK, StagedPage, StagingWriter
 from cm_pipeline_tests.warehouse.conftest import customer, edit_as_cm_pipeline, load, table
 
 
@@ -83,3 +83,33 @@ def test_a_full_refresh_repairs_whatever_the_versions_say(db):
     _, full = load(db, {"Active": [entries]}, compare_all=True)
     assert (full.updated, full.unchanged) == (2, 3)
     assert {u: r["mrr"] for u, r in table(db).items()} == {e["uuid"]: e["mrr"] for e in entries}
+
+
+def test_entries_staged_unmapped_are_mapped_when_the_publish_has_to_write_them(db):
+    """A refresh stages an entry whose text is the one its row was written from without mapping it; a row
+    edited outside since is still repaired, with the typed values mapped at publish."""
+    entries = [customer(f"cus_u{i}", mrr=3000 + i) for i in range(6)]
+    load(db, {"Active": [entries]})
+    published = table(db)
+    with db.begin() as c:
+        c.execute(
+            sa.text(
+                "UPDATE chartmogul.customers SET mrr = 1, customer_since = NULL, id = NULL"
+                " WHERE uuid IN ('cus_u1', 'cus_u4')"
+            )
+        )
+    p = open_pass(db, filters={}, plan=["Active"], per_page=200)
+    page = StagedPage("Active", entries, None, False, FETCH_CLOCK.reserve(len(entries)))
+    with StagingWriter(db, p.pass_id) as w:
+        w.write_pages([page], skip_unchanged=True)
+    with db.connect() as c:
+        unmapped = c.execute(
+            sa.text("SELECT count(*) FROM cm_pipeline.customers_staging WHERE NOT prepared AND mrr IS NULL")
+        ).scalar()
+    assert unmapped == 6  # every entry's text is the published one
+    result = publish(db, p.pass_id)
+    assert (result.updated, result.unchanged) == (2, 4)
+    typed = ("id", "mrr", "customer_since", "raw")
+    assert {u: [r[k] for k in typed] for u, r in table(db).items()} == {
+        u: [r[k] for k in typed] for u, r in published.items()
+    }
