@@ -17,7 +17,8 @@
    interleaved so that load from other processes hits every variant alike.
 3. Memory: the extraction's own peak = peak RSS of a process that loads the definitions and materializes
    the asset, minus that of a process that only loads the definitions, at 10k and 1M (part 2's setup).
-   Target: its peak at 1M <= 1.5 x its peak at 10k.
+   Target: its peak at 1M <= 1.5 x its peak at 10k. Also: the run's peak above its own size just before
+   the run (VmHWM after clear_refs, Linux), a measure even when the definitions-only process peaks higher.
 
 Every rate is also given as a share of the API's limits (40 requests/s, 20 connections).
 """
@@ -305,23 +306,21 @@ def part_memory(pg: PostgresForTests, sizes: list[int]) -> None:
             flush=True,
         )
     (small_n, small, small_growth), (big_n, big, big_growth) = own[0], own[-1]
-    # Peak minus peak (the issue's measure) is 0 when the run stays under the definitions' own peak; the
-    # growth above the size before the run is then the figure that says something.
+    # Peak minus peak (the issue's measure) says nothing when the definitions-only process peaked higher
+    # than the run (e.g. it parsed a stale dbt manifest): then only the growth figure below is a measure.
     if small > 0:
-        figure, met = (
-            f"{big / small:.2f} x ({big / 1024:.1f} MiB at {big_n:,} vs {small / 1024:.1f} MiB)",
-            big <= TARGET_RSS * small,
+        print(
+            verdict(
+                "extraction's own peak RSS (run peak - definitions-only peak), largest vs smallest",
+                big <= TARGET_RSS * small,
+                f"{big / small:.2f} x ({big / 1024:.1f} MiB at {big_n:,} vs {small / 1024:.1f} MiB at {small_n:,})",
+                f"<= {TARGET_RSS} x",
+            )
         )
     else:
-        figure, met = f"{big / 1024:.1f} MiB at {big_n:,} vs {small / 1024:.1f} MiB at {small_n:,}", big <= 0
-    print(
-        verdict(
-            "extraction's own peak RSS (run peak - definitions-only peak), largest vs smallest",
-            met,
-            figure,
-            f"<= {TARGET_RSS} x",
+        print(
+            "  NOTE  the definitions-only process peaked above the 10k run: peak minus peak is no measure here"
         )
-    )
     print(
         verdict(
             "the run's peak above its size before the run, largest vs smallest",
