@@ -27,8 +27,10 @@ demo:
 	@$(MAKE) --no-print-directory setup
 	$(BIN)/python -m cm_pipeline.demo
 
+# Four pytest-xdist workers on two cores: the suite mostly waits (Dagster and dbt processes, the sandbox's
+# latency). Tests are handed out one at a time (cm_pipeline_tests/conftest.py, pytest_xdist_make_scheduler).
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 4
 
 lint: setup
 	$(BIN)/ruff check .

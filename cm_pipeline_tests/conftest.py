@@ -23,6 +23,25 @@ def pytest_sessionstart(session):
         reporter.write_line(describe(session.config.stash[POSTGRES_SOURCE]))
 
 
+# Test files whose tests share one expensive module fixture (a dbt build): each runs whole on one xdist
+# worker. Every other test is scheduled on its own, so the workers stay busy until the end.
+WHOLE_FILES = frozenset({"cm_pipeline_tests/models/test_dbt_build.py"})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test`'s workers take single tests, except the files of WHOLE_FILES, which stay together.
+
+    pytest-xdist's own `--dist loadgroup` (the xdist_group mark) does not group under pytest 9.2."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SingleTestsButWholeFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in WHOLE_FILES else nodeid
+
+    return SingleTestsButWholeFiles(config, log)
+
+
 @pytest.fixture(scope="session")
 def postgres(pytestconfig):
     """The real Postgres server used by this session (see cm_pipeline_tests/pg.py for how it is found)."""

@@ -19,6 +19,8 @@ from cm_pipeline.models.resource import build_dbt_resource
 from cm_pipeline.warehouse.schema import CUSTOMERS_TABLE
 from cm_pipeline_tests.models.conftest import ADA, CUSTOMERS, FINANCE, OPS, email
 
+# One dbt build (the module fixture) serves every test here: the file runs whole on one test worker
+# (WHOLE_FILES in cm_pipeline_tests/conftest.py).
 pytestmark = pytest.mark.timeout(240)
 
 
