@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cm_pipeline.chartmogul.client import ChartMogulClient
-from cm_pipeline.chartmogul.transport import USER_AGENT
+from cm_pipeline.chartmogul.transport import USER_AGENT, make_session
 from cm_pipeline.chartmogul.vocabulary import (
     CUSTOM_ATTRIBUTE_TYPES,
     STATUS_FILTERS,
@@ -80,3 +80,14 @@ def test_argument_validation_names_the_field():
 def test_repr_hides_credentials():
     c = ChartMogulClient("sekrit-key", base_url="https://user:pw@api.example.com/v1")
     assert "sekrit" not in repr(c) and "pw" not in repr(c) and "api.example.com" in repr(c)
+
+
+def test_the_environments_proxy_settings_are_read_once_for_the_base_url(monkeypatch):
+    """HTTPS_PROXY and NO_PROXY still apply, resolved when the session is made, not on every call."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = make_session("k", 2, "https://api.chartmogul.com/v1")
+    assert session.proxies == {"https": "http://proxy.internal:3128"} and not session.trust_env
+    monkeypatch.setenv("NO_PROXY", "api.chartmogul.com")
+    assert make_session("k", 2, "https://api.chartmogul.com/v1").proxies == {}
