@@ -11,7 +11,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cm_pipeline.demo.warehouse import quiet_platformdirs
 from cm_pipeline.warehouse.connection import embedded_server, normalize_url, server_url
 
 LOCAL_SERVICE = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -65,8 +64,7 @@ class PostgresForTests:
             self.admin_url = LOCAL_SERVICE
         else:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="cm_pipeline_pg_"))
-            with quiet_platformdirs():  # the one harmless warning, explained there
-                self._server = embedded_server(self._temp_dir / "pgdata", cleanup_mode="delete")
+            self._server = embedded_server(self._temp_dir / "pgdata", cleanup_mode="delete")
             self.admin_url = server_url(self._server, "postgres")
 
     def create_database(self, prefix: str = "cm_test") -> str:

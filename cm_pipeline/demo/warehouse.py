@@ -15,9 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 from cm_pipeline.project import state_dir
@@ -32,23 +30,12 @@ from cm_pipeline.warehouse.connection import (
 )
 
 
-@contextmanager
-def quiet_platformdirs():
-    """pgserver asks platformdirs for a runtime folder (used only when pgdata's path is too long for a
-    socket); platformdirs warns RuntimeDirWarning when XDG_RUNTIME_DIR is unset (root shells, containers)
-    and falls back to /tmp/runtime-UID, which serves: that one warning is ignored."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-        yield
-
-
 def demo_warehouse_url(environ: Mapping[str, str] | None = None) -> str:
     """WAREHOUSE_URL, else the embedded server's database, started if needed and left running."""
     environ = os.environ if environ is None else environ
     if environ.get("WAREHOUSE_URL"):
         return normalize_url(environ["WAREHOUSE_URL"])
-    with quiet_platformdirs():
-        server = embedded_server(cleanup_mode=None)  # None: this process's exit does not stop the server
+    server = embedded_server(cleanup_mode=None)  # None: this process's exit does not stop the server
     ensure_database(server_url(server, "postgres"), EMBEDDED_DATABASE)
     return server_url(server, EMBEDDED_DATABASE)
 
@@ -109,8 +96,7 @@ def stop(data_dir: Path) -> str:
     if not (data_dir / "postmaster.pid").exists():  # attaching to a stopped server would start it
         return f"the embedded Postgres ({data_dir}) is not running"
     forget_dead_handles(data_dir)
-    with quiet_platformdirs():
-        stop_embedded(data_dir)
+    stop_embedded(data_dir)
     if (data_dir / "postmaster.pid").exists():
         return f"the embedded Postgres ({data_dir}) is still in use by another process; not stopped"
     return f"embedded Postgres stopped; its data stays in {data_dir}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,18 +50,22 @@ def redact(url: str) -> str:
 
 def embedded_server(data_dir: Path | None = None, cleanup_mode: str | None = None):
     """Start (or attach to) the embedded pgserver Postgres that keeps its data under `data_dir`."""
-    try:
-        import pgserver  # imported lazily: it is only needed when no WAREHOUSE_URL is given
-    except ImportError:
-        raise WarehouseConfigError(
-            "WAREHOUSE_URL is not set and the embedded Postgres (the pgserver package) is not installed here"
-            " (e.g. the user-code image): set WAREHOUSE_URL=postgresql+psycopg2://user:pass@host:5432/db"
-        ) from None
-
-    data_dir = Path(data_dir or state_dir() / "pgdata")
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    _ensure_admin_tools_on_path()
-    return pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime folder (used only when pgdata's path is too long for a
+        # socket); platformdirs warns RuntimeDirWarning when XDG_RUNTIME_DIR is unset (root shells,
+        # containers) and falls back to /tmp/runtime-UID, which serves: that one warning is ignored.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        try:
+            import pgserver  # imported lazily: it is only needed when no WAREHOUSE_URL is given
+        except ImportError:
+            raise WarehouseConfigError(
+                "WAREHOUSE_URL is not set and the embedded Postgres (the pgserver package) is not installed"
+                " here (e.g. the user-code image): set WAREHOUSE_URL=postgresql+psycopg2://user:pass@host:5432/db"
+            ) from None
+        data_dir = Path(data_dir or state_dir() / "pgdata")
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_admin_tools_on_path()
+        return pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
 
 
 def _ensure_admin_tools_on_path() -> None:
