@@ -138,27 +138,6 @@ def open_pass(
     return Pass(pass_id, filters, per_page, False, {p: Checkpoint(p) for p in chosen}, reason)
 
 
-def add_partition(engine: Engine, pass_id: int, partition: str) -> Checkpoint:
-    """Add a partition to a running pass's plan (idempotent: an existing checkpoint is returned as is)."""
-    conn = raw_connection(engine)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO {CHECKPOINTS_TABLE} (pass_id, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (pass_id, partition),
-            )
-            cur.execute(
-                f"SELECT partition, cursor, pages, customers, done FROM {CHECKPOINTS_TABLE}"
-                " WHERE pass_id = %s AND partition = %s",
-                (pass_id, partition),
-            )
-            checkpoint = Checkpoint(*cur.fetchone())
-        conn.commit()
-    finally:
-        conn.close()
-    return checkpoint
-
-
 def replace_partition(
     engine: Engine, pass_id: int, partition: str, by: Sequence[str]
 ) -> dict[str, Checkpoint]:
@@ -177,7 +156,8 @@ def replace_partition(
                 f"INSERT INTO {CHECKPOINTS_TABLE} (pass_id, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 [(pass_id, p) for p in by],
             )
-            checkpoints = {name: cp for name, cp in _checkpoints(cur, pass_id).items() if name in set(by)}
+            wanted = set(by)
+            checkpoints = {name: cp for name, cp in _checkpoints(cur, pass_id).items() if name in wanted}
         conn.commit()
     finally:
         conn.close()

@@ -17,7 +17,7 @@ from cm_pipeline.extract.plan import (
     split_sample,
 )
 from cm_pipeline.warehouse.locks import AdvisoryLock
-from cm_pipeline.warehouse.passes import add_partition, open_pass, replace_partition
+from cm_pipeline.warehouse.passes import open_pass, replace_partition
 from cm_pipeline.warehouse.schema import ensure_schema
 
 SOURCES = ["ds_a", "ds_b", "ds_c"]
@@ -89,7 +89,7 @@ def test_the_plan_is_persisted_a_split_replaces_its_status_and_a_resumed_pass_ke
         plan = plan_partitions(STATUS_FILTERS, SIZES, SOURCES).partitions
         with AdvisoryLock(engine):
             first = open_pass(engine, filters={}, per_page=20, plan=checked_plan(STATUS_FILTERS, plan))
-            add_partition(engine, first.pass_id, "Cancelled@ds_b")
+            replace_partition(engine, first.pass_id, "Cancelled", ["Cancelled@ds_b"])
             subs = ["New_Lead@ds_a", "New_Lead@ds_b"]
             added = replace_partition(engine, first.pass_id, "New_Lead", subs)
             assert set(added) == set(subs) and not any(cp.done for cp in added.values())
