@@ -167,10 +167,6 @@ class Extraction:
 
     def walk(self) -> None:
         """Walk the pass; its pages are applied to the publish transaction as they are staged."""
-        if self.publisher is None:
-            self.publisher = Publisher(
-                self.engine, self.the_pass.pass_id, compare_all=self.options.full_refresh
-            )
         walk = Walk(
             self.client,
             self.engine,
@@ -179,7 +175,7 @@ class Extraction:
             self.progress,
             self.abandoned,
             plan=self.plan,
-            publisher=self.publisher,
+            publisher=self._publisher(),
             sources=self.sources if self.first_load else None,
             first_load=self.first_load,
         )
@@ -191,6 +187,14 @@ class Extraction:
         if walk.data_sources_failed is not None:
             self.plan_notes["data_sources_failed"] = walk.data_sources_failed
         self.log.info(self.progress.line(self.client).replace("extract:", "extract: pass complete:", 1))
+
+    def _publisher(self) -> Publisher:
+        """The publish transaction of this run's pass, opened on first use (walk, or publish alone)."""
+        if self.publisher is None:
+            self.publisher = Publisher(
+                self.engine, self.the_pass.pass_id, compare_all=self.options.full_refresh
+            )
+        return self.publisher
 
     def close(self) -> None:
         """Roll back the publish transaction if it was not committed (a failed or abandoned run)."""
@@ -227,14 +231,13 @@ class Extraction:
         check_not_abandoned(self.abandoned)
         started = time.monotonic()
         self.log.info(f"extract: publishing pass {the_pass.pass_id}: {staged} staged rows")
-        if self.publisher is None:  # nothing walked by this object: everything is applied now
-            self.publisher = Publisher(self.engine, the_pass.pass_id, compare_all=self.options.full_refresh)
         with Heartbeat(
             self.log,
             self.options.progress_interval,
             lambda: f"extract: publishing: {staged} staged rows, {time.monotonic() - started:.0f} s elapsed",
         ):
-            result = self.publisher.finish(self.checks)
+            # opened here when this object did not walk the pass: then everything is applied now
+            result = self._publisher().finish(self.checks)
             self.publisher = None
             clear_staging(self.engine, the_pass.pass_id)
         outcome = self._result(result)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 
-from cm_pipeline.chartmogul.errors import ChartMogulError
-
 
 class DataSourcesCall:
     """One GET /v1/data_sources (of `system` only, when set) on its own thread.
@@ -29,9 +27,7 @@ class DataSourcesCall:
         try:
             records = client.list_data_sources(system=system)
             self._sources = sorted({r["uuid"] for r in records})
-        except ChartMogulError as exc:
-            self._why = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # never let the plan's helper sink the run
+        except Exception as exc:  # an API error or anything else: never let the plan's helper sink the run
             self._why = f"{type(exc).__name__}: {exc}"
         finally:
             with self._lock:
