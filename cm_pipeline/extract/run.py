@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from cm_pipeline.extract.collector import fewer_collections
 from cm_pipeline.extract.options import ALL_PARTITION, ExtractOptions
 from cm_pipeline.extract.plan import (
     Plan,
@@ -67,7 +68,7 @@ def run_extraction(
     belongs to is over (terminated, failed by run monitoring, its orchestrator gone), or None: checked
     between pages and before publishing, it stops the run with RunAbandoned and publishes nothing.
     """
-    with AdvisoryLock(engine, holder=holder):
+    with AdvisoryLock(engine, holder=holder), fewer_collections():
         extraction = Extraction(client, engine, options, log, abandoned)
         try:
             extraction.open()
