@@ -43,6 +43,7 @@ from cm_pipeline.warehouse.schema import (
     STAGING_TYPED_COLUMNS,
     VERSIONS_TABLE,
 )
+from cm_pipeline.warehouse.staging import INDEX_LOOKUPS_OFF, INDEX_LOOKUPS_ON
 
 _CANDIDATES = "_publish_candidates"  # temporary, dropped at commit
 
@@ -293,12 +294,19 @@ class Publisher:
         self.applied = max(self.applied, hi)
 
     def _apply_batch(self, cur, batch_sql: str, params: dict) -> None:
-        _choose_candidates(cur, batch_sql, params, self.compare_all)
-        unmappable = _map_unmapped(cur)
-        inserted, updated, undeleted, rejected = _upsert(cur)
-        rejected += unmappable
-        _remember_versions(cur)
-        cur.execute(f"DELETE FROM {_CANDIDATES}")
+        # A batch is a slice of the pass: its customers are looked up in the published tables by index.
+        # Without this the planner, misled by the growing tables' stale statistics, hashes the whole of
+        # chartmogul.customers for every batch (quadratic over a first load).
+        cur.execute(INDEX_LOOKUPS_ON)
+        try:
+            _choose_candidates(cur, batch_sql, params, self.compare_all)
+            unmappable = _map_unmapped(cur)
+            inserted, updated, undeleted, rejected = _upsert(cur)
+            rejected += unmappable
+            _remember_versions(cur)
+            cur.execute(f"DELETE FROM {_CANDIDATES}")
+        finally:
+            cur.execute(INDEX_LOOKUPS_OFF)
         for i, n in enumerate((inserted, updated, undeleted, rejected)):
             self.counts[i] += n
 

@@ -101,9 +101,10 @@ _UNMAPPED = "\t".join(["\\N"] * len(STAGING_TYPED_COLUMNS))  # typed values of a
 _PUBLISHED_MD5 = (
     f"SELECT v.uuid, v.raw_md5 FROM unnest(%s::text[]) AS b(uuid) JOIN {VERSIONS_TABLE} v ON v.uuid = b.uuid"
 )
-_INDEX_LOOKUPS = (
+INDEX_LOOKUPS_ON = (
     "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 )
+INDEX_LOOKUPS_OFF = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"
 _Line = tuple[str | None, str, Any]  # (uuid or None when rejected, COPY line or the reason, the entry)
 
 
@@ -249,7 +250,7 @@ class StagingWriter:
         """uuid -> md5 of the text its row was last written from, for the customers of `pages`."""
         entries = [e for p in pages for e in p.entries]
         uuids = [e["uuid"] for e in entries if isinstance(e, dict) and isinstance(e.get("uuid"), str)]
-        cur.execute(_INDEX_LOOKUPS)  # for this transaction only
+        cur.execute(INDEX_LOOKUPS_ON)  # for this transaction only
         cur.execute(_PUBLISHED_MD5, (uuids,))
         return dict(cur.fetchall())
 
