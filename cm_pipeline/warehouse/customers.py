@@ -259,12 +259,14 @@ def live_counts_by_status_and_source(engine: Engine, system: str | None = None) 
     """(status, data source, live customers whose primary source it is) for every status and every data
     source a live customer names (merged sources count 0); [] before the table exists."""
     where = " AND c.billing_system_type = :system" if system else ""
+    live = f"FROM {CUSTOMERS_TABLE} c WHERE c.deleted_at IS NULL AND c.status IS NOT NULL{where}"
+    # Each customer counts 1 for its primary source and 0 for every other source it names: one pass over
+    # the rows with no per-row subquery (a lateral UNION per row took 2.5 x as long).
+    names = "CASE WHEN jsonb_typeof(c.data_source_uuids) = 'array' THEN c.data_source_uuids ELSE '[]' END"
     sql = (
-        "SELECT c.status, d.ds, count(*) FILTER (WHERE d.ds = c.data_source_uuid)"
-        f" FROM {CUSTOMERS_TABLE} c CROSS JOIN LATERAL (SELECT c.data_source_uuid AS ds UNION"
-        " SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.data_source_uuids) = 'array'"
-        " THEN c.data_source_uuids ELSE '[]'::jsonb END)) d"
-        f" WHERE c.deleted_at IS NULL AND c.status IS NOT NULL AND d.ds IS NOT NULL{where} GROUP BY 1, 2"
+        f"SELECT status, ds, sum(n)::bigint FROM (SELECT c.status, c.data_source_uuid AS ds, 1 AS n {live}"
+        f" UNION ALL SELECT c.status, jsonb_array_elements_text({names}), 0 {live}) x"
+        " WHERE ds IS NOT NULL GROUP BY 1, 2"
     )
     with engine.connect() as conn:
         if conn.execute(sa.text("SELECT to_regclass(:t) IS NULL"), {"t": CUSTOMERS_TABLE}).scalar():
