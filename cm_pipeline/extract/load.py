@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.chartmogul.vocabulary import filter_to_status
 from cm_pipeline.extract.plan import parse_partition
-from cm_pipeline.extract.progress import MAX_PROBLEMS_LOGGED, Progress
+from cm_pipeline.extract.progress import Progress
 from cm_pipeline.warehouse.publish import Publisher
 from cm_pipeline.warehouse.staging import StagedPage, StagingWriter
 
@@ -41,10 +41,10 @@ class Stager:
         pass_id: int,
         progress: Progress,
         on_staged: Callable[[int], None],
-        skip_unchanged: bool = False,
+        unmapped: bool = False,
     ):
         self.engine, self.pass_id, self.progress, self.on_staged = engine, pass_id, progress, on_staged
-        self.skip_unchanged = skip_unchanged  # stage entries unmapped when their text is the published one
+        self.unmapped = unmapped  # stage entries without mapping them: the publish maps those it writes
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES)
         self.thread = threading.Thread(target=self.run, name="cm-extract-stage", daemon=True)
         self.error: BaseException | None = None
@@ -91,7 +91,7 @@ class Stager:
         try:
             with StagingWriter(self.engine, self.pass_id) as writer:
                 while (batch := self._batch()) is not None:
-                    outcomes = writer.write_pages(batch, skip_unchanged=self.skip_unchanged)
+                    outcomes = writer.write_pages(batch, unmapped=self.unmapped)
                     self._count(batch, outcomes)
                     self.on_staged(last_fetch(batch[-1]))
         except BaseException as exc:
@@ -113,12 +113,7 @@ class Stager:
                 if status is not None:
                     expected = filter_to_status(status)
                     part.status_mismatches += sum(1 for e in page.entries if e.get("status") != expected)
-                progress.rejected_count += len(outcome.rejected)
-                progress.problem_count += len(outcome.problems)
-                room = MAX_PROBLEMS_LOGGED - len(progress.messages)
-                if room > 0 and (outcome.rejected or outcome.problems):
-                    news = [*outcome.rejected, *(str(p) for p in outcome.problems)]
-                    progress.messages.extend(news[:room])
+                progress.count_problems(outcome.rejected, outcome.problems)
 
 
 class Applier:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +88,15 @@ class Progress:
             f"extract: {pages} pages, {customers} customers in {elapsed:.1f} s "
             f"({customers / elapsed:.0f} customers/s, {pages / elapsed:.1f} pages/s){http} | {parts}"
         )
+
+    def count_problems(self, rejected: Sequence[str], problems: Sequence, met: int | None = None) -> None:
+        """Count rejected entries and field problems (`met`: how many problems there were, when only the
+        first are given), keeping the first MAX_PROBLEMS_LOGGED messages. The caller holds `lock`."""
+        self.rejected_count += len(rejected)
+        self.problem_count += len(problems) if met is None else met
+        room = MAX_PROBLEMS_LOGGED - len(self.messages)
+        if room > 0 and (rejected or problems):
+            self.messages.extend([*rejected, *(str(p) for p in problems)][:room])
 
     def log_problems(self, log: Log) -> None:
         """Log the workers' notes and the (bounded) rejected rows and field problems not logged yet."""

@@ -241,6 +241,9 @@ class Extraction:
             result = self._publisher().finish(self.checks)
             self.publisher = None
             clear_staging(self.engine, the_pass.pass_id)
+        with progress.lock:  # the problems of the entries the publish mapped (a refresh's)
+            progress.count_problems([], result.problems, result.field_problems)
+        progress.log_problems(self.log)
         outcome = self._result(result)
         self.log.info(
             f"extract: published pass {outcome.pass_id} in {outcome.duration_seconds:.1f} s"

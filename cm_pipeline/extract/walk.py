@@ -91,9 +91,10 @@ class Walk:
         )
         self.publisher = publisher
         self.applier = Applier(publisher)
-        # A refresh's unchanged customers are staged unmapped, unless every row is to be compared anyway.
-        skip_unchanged = not first_load and not publisher.compare_all
-        self.stager = Stager(engine, the_pass.pass_id, progress, self.applier.staged, skip_unchanged)
+        # A refresh stages its entries unmapped (most are unchanged: the publish maps the ones it writes),
+        # unless every row is to be compared anyway; a first load maps them as they are staged.
+        unmapped = not first_load and not publisher.compare_all
+        self.stager = Stager(engine, the_pass.pass_id, progress, self.applier.staged, unmapped)
 
     def _parts(self, first_load: bool) -> list[Part]:
         parts = []

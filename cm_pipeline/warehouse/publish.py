@@ -21,18 +21,18 @@ serialization failure rolls it back, and the staged rows are applied again from 
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import psycopg2
-from psycopg2.extras import execute_values
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse import customers
 from cm_pipeline.warehouse.connection import raw_connection
-from cm_pipeline.warehouse.mapping import MAPPING_VERSION, prepare_entry
+from cm_pipeline.warehouse.mapping import MAPPING_VERSION, FieldProblem, prepare_entry, typed_copy_text
 from cm_pipeline.warehouse.schema import (
     CUSTOMERS_TABLE,
     DELETION_CHECKS_TABLE,
@@ -43,7 +43,6 @@ from cm_pipeline.warehouse.schema import (
     STAGING_TYPED_COLUMNS,
     VERSIONS_TABLE,
 )
-from cm_pipeline.warehouse.staging import INDEX_LOOKUPS_OFF, INDEX_LOOKUPS_ON
 
 _CANDIDATES = "_publish_candidates"  # temporary, dropped at commit
 
@@ -71,6 +70,8 @@ class PublishResult:
     total_mrr_cents: int
     rejected: int = 0  # staged entries whose text Postgres could not parse (see extract_rejects)
     kept_newer: int = 0  # staged entries fetched before their row's last write-back: the row was kept
+    field_problems: int = 0  # values of the entries the publish mapped stored as NULL or cleaned
+    problems: list[FieldProblem] = field(default_factory=list)  # the first PROBLEMS_KEPT of them
 
 
 def _running_pass_filters(cur, pass_id: int) -> dict:
@@ -88,12 +89,12 @@ def _needs_remap(cur) -> bool:
 
 
 _LATEST_IN_RANGE = (
-    f"SELECT DISTINCT ON (s.uuid) s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s WHERE s.pass_id = %(pass)s"
-    " AND s.fetch_seq > %(lo)s AND s.fetch_seq <= %(hi)s ORDER BY s.uuid, s.fetch_seq DESC"
+    f"SELECT DISTINCT ON (s.uuid) s.fetch_seq, s.uuid, s.raw_md5, s.prepared FROM {STAGING_TABLE} s"
+    " WHERE s.pass_id = %(pass)s AND s.fetch_seq > %(lo)s AND s.fetch_seq <= %(hi)s ORDER BY s.uuid, s.fetch_seq DESC"
 )
 _LATEST_OF_UUIDS = (
-    f"SELECT DISTINCT ON (s.uuid) s.fetch_seq, s.uuid, s.raw_md5 FROM {STAGING_TABLE} s WHERE s.pass_id = %(pass)s"
-    " AND s.uuid = ANY(%(uuids)s) ORDER BY s.uuid, s.fetch_seq DESC"
+    f"SELECT DISTINCT ON (s.uuid) s.fetch_seq, s.uuid, s.raw_md5, s.prepared FROM {STAGING_TABLE} s"
+    " WHERE s.pass_id = %(pass)s AND s.uuid = ANY(%(uuids)s) ORDER BY s.uuid, s.fetch_seq DESC"
 )
 
 
@@ -108,43 +109,60 @@ def _choose_candidates(cur, batch_sql: str, params: dict, compare_all: bool) -> 
         " v.raw_md5 IS DISTINCT FROM b.raw_md5 AS changed, b.fetch_seq < v.fetched_seq AS older"
         f" FROM batch b LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = b.uuid"
         f" LEFT JOIN {VERSIONS_TABLE} v ON v.uuid = b.uuid)"
-        f" INSERT INTO {_CANDIDATES} (fetch_seq, uuid, raw_md5, full_compare)"
-        " SELECT fetch_seq, uuid, raw_md5, %(all)s OR (drifted AND NOT absent)"
+        f" INSERT INTO {_CANDIDATES} (fetch_seq, uuid, raw_md5, prepared, full_compare)"
+        " SELECT fetch_seq, uuid, raw_md5, prepared, %(all)s OR (drifted AND NOT absent)"
         " FROM judged WHERE NOT coalesce(older, false) AND (%(all)s OR absent OR drifted OR changed)",
         {**params, "all": compare_all},
     )
 
 
 _TYPED_NAMES = [name for name, _ in STAGING_TYPED_COLUMNS]
+_MAPPED = "_publish_mapped"  # temporary: typed values the publish mapped, on their way to the candidates
+_MAPPED_COPY = f"COPY {_MAPPED} (fetch_seq, {', '.join(_TYPED_NAMES)}) FROM STDIN"
+MAP_CHUNK = 2000  # unmapped candidates read, mapped and copied at a time
+PROBLEMS_KEPT = 100  # field problems a publish keeps to report (all are counted)
+# A batch is a slice of the pass: its customers are looked up in the published tables by index. Without
+# this the planner, misled by the growing tables' stale statistics, hashes the whole of chartmogul.customers
+# for every batch (quadratic over a first load).
+_INDEX_LOOKUPS_ON = (
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+)
+_INDEX_LOOKUPS_OFF = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"
 
 
-def _map_unmapped(cur) -> int:
-    """Map the candidates staged unmapped (their text was the published one when they were staged, and
-    the row was written or edited since): their typed values go into the candidates table, where the
-    upsert reads them. Never expected to fail (the same text was mapped before); if it does, the entry is
-    set aside like an unparsable one. How many were set aside."""
-    cur.execute(
-        f"SELECT k.fetch_seq, s.raw FROM {_CANDIDATES} k JOIN {STAGING_TABLE} s USING (fetch_seq)"
-        " WHERE NOT s.prepared"
-    )
-    values, bad = [], []
-    for fetch_seq, raw in cur.fetchall():
-        try:
-            values.append((fetch_seq, *prepare_entry(orjson.loads(raw)).typed))
-        except Exception as exc:
-            bad.append((fetch_seq, f"could not be mapped ({type(exc).__name__}: {exc})"))
-    if values:
-        casts = ", ".join(f"%s::{ddl}" for _, ddl in STAGING_TYPED_COLUMNS)
-        execute_values(
-            cur,
-            f"UPDATE {_CANDIDATES} k SET {', '.join(f'{n} = v.{n}' for n in _TYPED_NAMES)}"
-            f" FROM (VALUES %s) AS v(fetch_seq, {', '.join(_TYPED_NAMES)}) WHERE k.fetch_seq = v.fetch_seq",
-            values,
-            template=f"(%s, {casts})",
+def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
+    """Map the candidates staged unmapped (a refresh's entries: new, changed, or whose row was edited
+    since): their typed values go into the candidates table, where the upsert reads them, a chunk at a
+    time (memory stays flat however many there are). Their field problems are counted, and the first
+    PROBLEMS_KEPT kept in `problems`. An entry that cannot be mapped (never expected: staging checked its
+    uuid and text) is set aside like an unparsable one. (how many were set aside, problems met)."""
+    bad, met = [], 0
+    with cur.connection.cursor(name="cm_publish_unmapped") as source:
+        source.itersize = MAP_CHUNK
+        source.execute(
+            f"SELECT k.fetch_seq, s.raw FROM {_CANDIDATES} k JOIN {STAGING_TABLE} s USING (fetch_seq)"
+            " WHERE NOT k.prepared"
         )
+        while rows := source.fetchmany(MAP_CHUNK):
+            lines = []
+            for fetch_seq, raw in rows:
+                try:
+                    prepared = prepare_entry(orjson.loads(raw))
+                except Exception as exc:
+                    bad.append((fetch_seq, f"could not be mapped ({type(exc).__name__}: {exc})"))
+                    continue
+                lines.append(f"{fetch_seq}\t{typed_copy_text(prepared.typed)}\n")
+                met += len(prepared.problems)
+                problems.extend(prepared.problems[: max(0, PROBLEMS_KEPT - len(problems))])
+            cur.copy_expert(_MAPPED_COPY, io.BytesIO("".join(lines).encode("utf-8")))
+    cur.execute(
+        f"UPDATE {_CANDIDATES} k SET {', '.join(f'{n} = m.{n}' for n in _TYPED_NAMES)}"
+        f" FROM {_MAPPED} m WHERE k.fetch_seq = m.fetch_seq"
+    )
+    cur.execute(f"DELETE FROM {_MAPPED}")
     for fetch_seq, message in bad:
         _set_aside(cur, fetch_seq, message)
-    return len(bad)
+    return len(bad), met
 
 
 def _upsert(cur) -> tuple[int, int, int, int]:
@@ -249,6 +267,8 @@ class Publisher:
         self.conn = raw_connection(self.engine)
         self.applied = 0  # fetch_seq of the last staged row applied
         self.counts = [0, 0, 0, 0]  # inserted, updated, undeleted, rejected
+        self.problems: list[FieldProblem] = []  # the first PROBLEMS_KEPT met mapping unmapped entries
+        self.problem_count = 0
         with self.conn.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
             cur.execute("SET LOCAL jit = off")  # compiling the mapping expressions costs more than it saves
@@ -256,8 +276,9 @@ class Publisher:
             typed = "".join(f", {name} {ddl}" for name, ddl in STAGING_TYPED_COLUMNS)  # of unmapped entries
             cur.execute(
                 f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
-                f" raw_md5 text NOT NULL, full_compare boolean NOT NULL{typed}) ON COMMIT DROP"
+                f" raw_md5 text NOT NULL, prepared boolean NOT NULL, full_compare boolean NOT NULL{typed}) ON COMMIT DROP"
             )
+            cur.execute(f"CREATE TEMPORARY TABLE {_MAPPED} (fetch_seq bigint{typed}) ON COMMIT DROP")
 
     def close(self) -> None:
         """Roll back whatever was applied and not committed (a failed or abandoned run)."""
@@ -294,19 +315,17 @@ class Publisher:
         self.applied = max(self.applied, hi)
 
     def _apply_batch(self, cur, batch_sql: str, params: dict) -> None:
-        # A batch is a slice of the pass: its customers are looked up in the published tables by index.
-        # Without this the planner, misled by the growing tables' stale statistics, hashes the whole of
-        # chartmogul.customers for every batch (quadratic over a first load).
-        cur.execute(INDEX_LOOKUPS_ON)
+        cur.execute(_INDEX_LOOKUPS_ON)
         try:
             _choose_candidates(cur, batch_sql, params, self.compare_all)
-            unmappable = _map_unmapped(cur)
+            unmappable, problems = _map_unmapped(cur, self.problems)
             inserted, updated, undeleted, rejected = _upsert(cur)
             rejected += unmappable
             _remember_versions(cur)
             cur.execute(f"DELETE FROM {_CANDIDATES}")
         finally:
-            cur.execute(INDEX_LOOKUPS_OFF)
+            cur.execute(_INDEX_LOOKUPS_OFF)
+        self.problem_count += problems
         for i, n in enumerate((inserted, updated, undeleted, rejected)):
             self.counts[i] += n
 
@@ -361,6 +380,7 @@ class Publisher:
             seen, inserted, updated, unchanged, deleted, undeleted, row_count, live_count, total_mrr
         )
         result.rejected, result.kept_newer = rejected, older
+        result.field_problems, result.problems = self.problem_count, self.problems
         _log(cur, self.pass_id, filters, result, checks)
         return result
 

@@ -103,7 +103,7 @@ STAGING_COLUMN_NAMES: tuple[str, ...] = (
     *(n for n, _ in STAGING_TYPED_COLUMNS),
     "raw",
     "raw_md5",
-    "prepared",  # false: an entry staged unchanged, not mapped; the publish maps it if it is needed
+    "prepared",  # false: an entry staged unmapped (a refresh's); the publish maps it if it writes it
 )
 
 

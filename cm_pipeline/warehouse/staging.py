@@ -24,6 +24,7 @@ from cm_pipeline.warehouse.mapping import (
     RowRejected,
     copy_field,
     entry_text,
+    entry_uuid,
     prepare_entry,
     text_md5,
     typed_copy_text,
@@ -35,7 +36,6 @@ from cm_pipeline.warehouse.schema import (
     STAGING_COLUMN_NAMES,
     STAGING_TABLE,
     STAGING_TYPED_COLUMNS,
-    VERSIONS_TABLE,
 )
 
 VERIFY_PARTITION = "_verified"  # staging rows fetched by GET /customers/{uuid} during deletion checks
@@ -95,16 +95,6 @@ class StagedPage:
 
 _STAGING_COPY = f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMN_NAMES)}) FROM STDIN"
 _UNMAPPED = "\t".join(["\\N"] * len(STAGING_TYPED_COLUMNS))  # typed values of an entry staged unmapped
-# The text each customer's row was last written from. Index lookups, one per customer: with no statistics
-# yet the planner would hash the whole table for each batch. A row edited or deleted since is not told
-# apart here: the publish maps such an entry when it has to write it (publish.py).
-_PUBLISHED_MD5 = (
-    f"SELECT v.uuid, v.raw_md5 FROM unnest(%s::text[]) AS b(uuid) JOIN {VERSIONS_TABLE} v ON v.uuid = b.uuid"
-)
-INDEX_LOOKUPS_ON = (
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
-)
-INDEX_LOOKUPS_OFF = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"
 _Line = tuple[str | None, str, Any]  # (uuid or None when rejected, COPY line or the reason, the entry)
 
 
@@ -136,15 +126,14 @@ class StagingWriter:
         partition: str,
         entries: Sequence[Any],
         fetched: int | Sequence[int] | None,
-        published: dict[str, str] | None = None,
+        unmapped: bool = False,
     ) -> tuple[PageOutcome, list[_Line], bytes]:
         """COPY lines for a page's entries and their UTF-8 payload (lone surrogates found here, page by
         page).
 
         `fetched`: the fetch order of the first entry (the rest follow it), one per entry, or None to
-        take it now (only for callers that write what they just fetched). `published`: uuid -> md5 of
-        the text its row was last written from (`_published_md5`); an entry with that very text is
-        staged without being mapped (its problems were reported when it was first staged).
+        take it now (only for callers that write what they just fetched). `unmapped`: stage each entry
+        whose text needs no cleaning without mapping it (the publish maps those it writes).
         """
         if fetched is None:
             fetched = FETCH_CLOCK.reserve(len(entries))
@@ -157,12 +146,12 @@ class StagingWriter:
         # The partition name comes from the warehouse (split partitions carry data source uuids): escaped.
         prefix = f"\t{self.pass_id}\t{copy_field(partition)}\t"
         outcome = PageOutcome()
-        lines = self._encode(entries, orders, prefix, outcome, False, published or {})
+        lines = self._encode(entries, orders, prefix, outcome, False, unmapped)
         try:
             payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
-        except UnicodeEncodeError:
+        except UnicodeEncodeError:  # a lone surrogate: the whole page is mapped thoroughly
             outcome = PageOutcome()
-            lines = self._encode(entries, orders, prefix, outcome, True, {})
+            lines = self._encode(entries, orders, prefix, outcome, True, False)
             payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
         return outcome, lines, payload
 
@@ -173,22 +162,20 @@ class StagingWriter:
         prefix: str,
         outcome: PageOutcome,
         thorough: bool,
-        published: dict[str, str],
+        unmapped: bool,
     ) -> list[_Line]:
         lines = []
         for entry, order in zip(entries, orders, strict=True):
-            uuid = entry.get("uuid") if published and isinstance(entry, dict) else None
-            text = None
-            if isinstance(uuid, str) and uuid in published:
-                text = entry_text(entry)
-                if not text[1] and (digest := text_md5(text[0])) == published[uuid]:
-                    raw = text[0].replace("\\", "\\\\")
-                    lines.append(
-                        (uuid, f"{order}{prefix}{copy_field(uuid)}\t{_UNMAPPED}\t{raw}\t{digest}\tf\n", entry)
-                    )
-                    continue
             try:
-                prepared = prepare_entry(entry, thorough=thorough, text=text)
+                if unmapped:
+                    uuid = entry_uuid(entry)
+                    text, replaced = entry_text(entry)
+                    if not replaced:
+                        raw = text.replace("\\", "\\\\")
+                        line = f"{order}{prefix}{copy_field(uuid)}\t{_UNMAPPED}\t{raw}\t{text_md5(text)}\tf\n"
+                        lines.append((uuid, line, entry))
+                        continue
+                prepared = prepare_entry(entry, thorough=thorough)
             except RowRejected as exc:
                 outcome.rejected.append(str(exc))
                 lines.append((None, str(exc), entry))
@@ -227,16 +214,15 @@ class StagingWriter:
         page = StagedPage(self._own_partition(), entries, next_cursor, has_more, fetched)
         return self.write_pages([page])[0]
 
-    def write_pages(self, pages: Sequence[StagedPage], *, skip_unchanged: bool = False) -> list[PageOutcome]:
+    def write_pages(self, pages: Sequence[StagedPage], *, unmapped: bool = False) -> list[PageOutcome]:
         """Stage pages (of any partitions, in the order given) with one COPY and move each partition's
-        checkpoint past its last page, in one transaction; one outcome per page. `skip_unchanged`: stage
-        an entry whose text is the one its row was last written from without mapping it (a refresh's
-        unchanged customers; the publish maps such an entry only if it has to write it after all)."""
+        checkpoint past its last page, in one transaction; one outcome per page. `unmapped`: stage the
+        entries without mapping them (a refresh: most are unchanged, and the publish maps only the entries
+        it has to write, reporting their field problems then)."""
         try:
             with self._conn.cursor() as cur:
-                published = self._published_md5(cur, pages) if skip_unchanged else None
                 batch = [
-                    (p.partition, *self._prepare(p.partition, p.entries, p.fetched, published)) for p in pages
+                    (p.partition, *self._prepare(p.partition, p.entries, p.fetched, unmapped)) for p in pages
                 ]
                 self._copy(cur, batch)
                 self._advance_checkpoints(cur, pages, [outcome for _, outcome, _, _ in batch])
@@ -245,14 +231,6 @@ class StagingWriter:
             self._conn.rollback()
             raise
         return [outcome for _, outcome, _, _ in batch]
-
-    def _published_md5(self, cur, pages: Sequence[StagedPage]) -> dict[str, str]:
-        """uuid -> md5 of the text its row was last written from, for the customers of `pages`."""
-        entries = [e for p in pages for e in p.entries]
-        uuids = [e["uuid"] for e in entries if isinstance(e, dict) and isinstance(e.get("uuid"), str)]
-        cur.execute(INDEX_LOOKUPS_ON)  # for this transaction only
-        cur.execute(_PUBLISHED_MD5, (uuids,))
-        return dict(cur.fetchall())
 
     def _advance_checkpoints(self, cur, pages: Sequence[StagedPage], outcomes: list[PageOutcome]) -> None:
         """Each partition's checkpoint moves past its last page of the batch (a done one stays done)."""

@@ -305,3 +305,15 @@ def test_bad_values_are_reported_and_do_not_sink_the_run(sandbox, fresh_db):
     assert row["raw"]["mrr"] == "lots" and row["raw"]["customer-since"] == "not a date"
     for field in ("'mrr'", "'customer-since'", "'name'"):
         assert any(odd["uuid"] in m and field in m for m in messages), field
+
+
+def test_bad_values_of_a_refresh_are_reported_by_the_publish_that_maps_them(sandbox, fresh_db):
+    refresh(sandbox.base_url, fresh_db)
+    late = sandbox.control.insert_customer(status="Active", mrr="lots", arr=0, company="Late Co")
+    with dg.instance_for_test() as instance:
+        result = refresh(sandbox.base_url, fresh_db, instance=instance)
+        messages = [r.user_message for r in instance.all_logs(result.run_id)]
+    meta = materialization_metadata(result)
+    assert meta["field_problems"] == 1 and meta["inserted"] == 1
+    assert row_by_uuid(fresh_db, late["uuid"])["mrr"] is None
+    assert any(late["uuid"] in m and "'mrr'" in m for m in messages)

@@ -86,8 +86,8 @@ def test_a_full_refresh_repairs_whatever_the_versions_say(db):
 
 
 def test_entries_staged_unmapped_are_mapped_when_the_publish_has_to_write_them(db):
-    """A refresh stages an entry whose text is the one its row was written from without mapping it; a row
-    edited outside since is still repaired, with the typed values mapped at publish."""
+    """A refresh stages its entries without mapping them; a row edited outside since its last write is
+    still repaired, with the typed values mapped at publish."""
     entries = [customer(f"cus_u{i}", mrr=3000 + i) for i in range(6)]
     load(db, {"Active": [entries]})
     published = table(db)
@@ -101,15 +101,47 @@ def test_entries_staged_unmapped_are_mapped_when_the_publish_has_to_write_them(d
     p = open_pass(db, filters={}, plan=["Active"], per_page=200)
     page = StagedPage("Active", entries, None, False, FETCH_CLOCK.reserve(len(entries)))
     with StagingWriter(db, p.pass_id) as w:
-        w.write_pages([page], skip_unchanged=True)
+        w.write_pages([page], unmapped=True)
     with db.connect() as c:
         unmapped = c.execute(
             sa.text("SELECT count(*) FROM cm_pipeline.customers_staging WHERE NOT prepared AND mrr IS NULL")
         ).scalar()
-    assert unmapped == 6  # every entry's text is the published one
+    assert unmapped == 6  # a refresh maps nothing while staging
     result = publish(db, p.pass_id)
     assert (result.updated, result.unchanged) == (2, 4)
     typed = ("id", "mrr", "customer_since", "raw")
     assert {u: [r[k] for k in typed] for u, r in table(db).items()} == {
         u: [r[k] for k in typed] for u, r in published.items()
     }
+
+
+def test_a_refresh_maps_new_and_changed_entries_at_publish_and_reports_their_problems(db):
+    """The publish maps the unmapped entries it writes: a new customer and a changed one get their typed
+    columns, a bad value is stored NULL (raw keeps it) and reported; an entry that needs cleaning (NUL)
+    is mapped as it is staged."""
+    load(db, {"Active": [[customer("cus_m1", mrr=100), customer("cus_m2", mrr=200)]]})
+    bad = customer("cus_m2", mrr="lots", **{"customer-since": "2024-02-30"})
+    new = customer("cus_m3", mrr=300, **{"customer-since": "2023-01-02T03:04:05Z"})
+    nul = customer("cus_m4", name="a\u0000b", mrr=400)
+    p = open_pass(db, filters={}, plan=["Active"], per_page=200)
+    entries = [customer("cus_m1", mrr=100), bad, new, nul]
+    with StagingWriter(db, p.pass_id) as w:
+        [outcome] = w.write_pages(
+            [StagedPage("Active", entries, None, False, FETCH_CLOCK.reserve(4))], unmapped=True
+        )
+    assert [str(x.field) for x in outcome.problems] == ["name"]  # met while staging
+    result = publish(db, p.pass_id)
+    assert (result.inserted, result.updated, result.unchanged) == (2, 1, 1)
+    assert result.field_problems == 2
+    assert sorted((x.uuid, x.field) for x in result.problems) == [
+        ("cus_m2", "customer-since"),
+        ("cus_m2", "mrr"),
+    ]
+    rows = table(db)
+    assert rows["cus_m2"]["mrr"] is None and rows["cus_m2"]["customer_since"] is None
+    assert rows["cus_m2"]["raw"]["mrr"] == "lots"
+    assert (
+        rows["cus_m3"]["mrr"] == 300
+        and rows["cus_m3"]["customer_since"].isoformat() == "2023-01-02T03:04:05+00:00"
+    )
+    assert rows["cus_m4"]["mrr"] == 400 and rows["cus_m4"]["name"] == "a\ufffdb"
