@@ -38,6 +38,13 @@ _UPSERT = (
 )
 
 
+def staged_row(candidate: str) -> str:
+    """The staged row of the candidate row `candidate`, looked up by fetch_seq: for `CROSS JOIN LATERAL`,
+    so that a batch's joins are driven by its candidates whatever the planner estimates (fenced by
+    OFFSET 0; as a plain join it scanned the whole of staging for every batch)."""
+    return f"SELECT * FROM {STAGING_TABLE} s WHERE s.fetch_seq = {candidate}.fetch_seq OFFSET 0"
+
+
 def differs_sql(new: str, every_column: bool) -> str:
     """SQL true when the row `new` differs from the published row `c`: by raw (every other column is
     derived from it), or, with `every_column`, by any mapped column (a row edited outside cm_pipeline, a
@@ -48,31 +55,31 @@ def differs_sql(new: str, every_column: bool) -> str:
 
 
 def upsert_staged(cur, candidates_table: str) -> tuple[int, int, int]:
-    """Publish the staged rows listed in `candidates_table` (fetch_seq, full_compare, typed values of
-    entries staged unmapped): insert new
-    customers, update changed or deleted ones (compared by raw, or by every column where full_compare),
-    leave the rest untouched (not even locked). (inserted, updated, undeleted)."""
+    """Publish the staged rows listed in `candidates_table` (fetch_seq, full_compare, was_deleted, typed
+    values of entries staged unmapped): insert new customers, update changed or deleted ones (compared by
+    raw, or by every column where full_compare), leave the rest untouched (not even locked).
+    (inserted, updated, undeleted)."""
     # An entry staged unmapped (not s.prepared) was mapped by the publish into the candidates table.
     typed = ", ".join(f"CASE WHEN s.prepared THEN s.{c} ELSE k.{c} END AS {c}" for c in TYPED_COLUMNS)
     differs = f"CASE WHEN m.full_compare THEN {differs_sql('m', True)} ELSE {differs_sql('m', False)} END"
     changed = (
-        f"SELECT m.*, c.deleted_at IS NOT NULL AS was_deleted FROM mapped m"
-        f" LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
+        f"SELECT m.* FROM mapped m LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = m.uuid"
         f" WHERE c.uuid IS NULL OR c.deleted_at IS NOT NULL OR {differs}"
     )
     upsert = _UPSERT.format(columns=_DATA_COLS, source="changed")
     cur.execute(
         # OFFSET 0 fences the subquery: the planner can't join staging to customers first and parse rows
-        # that are not candidates. was_deleted: the upsert always rewrites a row flagged deleted, so those
-        # are the customers it brings back.
+        # that are not candidates. was_deleted (flagged when the candidates were chosen): the upsert always
+        # rewrites a row flagged deleted, so those are the customers it brings back; counted from the
+        # candidates, so that `changed` is read once and never materialized (~10% of a first load's upsert).
         f"WITH staged AS (SELECT s.uuid, {typed}, s.raw::jsonb AS raw, k.full_compare FROM {candidates_table} k"
-        f" JOIN {STAGING_TABLE} s USING (fetch_seq) OFFSET 0),"
+        f" CROSS JOIN LATERAL ({staged_row('k')}) s OFFSET 0),"
         f" mapped AS (SELECT {mapped_columns_sql('l')}, l.full_compare FROM staged l),"
         f" changed AS ({changed}),"
         f" up AS ({upsert} WHERE c.deleted_at IS NOT NULL OR {differs_sql('EXCLUDED', True)}"
         " RETURNING (xmax = 0) AS inserted)"
         " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
-        " (SELECT count(*) FROM changed WHERE was_deleted) FROM up"
+        f" (SELECT count(*) FROM {candidates_table} WHERE was_deleted) FROM up"
     )
     return cur.fetchone()
 

@@ -106,11 +106,12 @@ def _choose_candidates(cur, batch_sql: str, params: dict, compare_all: bool) -> 
     cur.execute(
         f"WITH batch AS ({batch_sql}),"
         f" judged AS (SELECT b.*, c.uuid IS NULL OR c.deleted_at IS NOT NULL AS absent, {drifted} AS drifted,"
+        " c.deleted_at IS NOT NULL AS was_deleted,"
         " v.raw_md5 IS DISTINCT FROM b.raw_md5 AS changed, b.fetch_seq < v.fetched_seq AS older"
         f" FROM batch b LEFT JOIN {CUSTOMERS_TABLE} c ON c.uuid = b.uuid"
         f" LEFT JOIN {VERSIONS_TABLE} v ON v.uuid = b.uuid)"
-        f" INSERT INTO {_CANDIDATES} (fetch_seq, uuid, raw_md5, prepared, full_compare)"
-        " SELECT fetch_seq, uuid, raw_md5, prepared, %(all)s OR (drifted AND NOT absent)"
+        f" INSERT INTO {_CANDIDATES} (fetch_seq, uuid, raw_md5, prepared, was_deleted, full_compare)"
+        " SELECT fetch_seq, uuid, raw_md5, prepared, was_deleted, %(all)s OR (drifted AND NOT absent)"
         " FROM judged WHERE NOT coalesce(older, false) AND (%(all)s OR absent OR drifted OR changed)",
         {**params, "all": compare_all},
     )
@@ -124,10 +125,9 @@ PROBLEMS_KEPT = 100  # field problems a publish keeps to report (all are counted
 # A batch is a slice of the pass: its customers are looked up in the published tables by index. Without
 # this the planner, misled by the growing tables' stale statistics, hashes the whole of chartmogul.customers
 # for every batch (quadratic over a first load).
-_INDEX_LOOKUPS_ON = (
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
-)
-_INDEX_LOOKUPS_OFF = "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"
+# (Sequential scans stay allowed: the candidates table itself is read whole, and drives the joins.)
+_INDEX_LOOKUPS_ON = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+_INDEX_LOOKUPS_OFF = "RESET enable_hashjoin; RESET enable_mergejoin"
 
 
 def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
@@ -140,7 +140,7 @@ def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
     with cur.connection.cursor(name="cm_publish_unmapped") as source:
         source.itersize = MAP_CHUNK
         source.execute(
-            f"SELECT k.fetch_seq, s.raw FROM {_CANDIDATES} k JOIN {STAGING_TABLE} s USING (fetch_seq)"
+            f"SELECT k.fetch_seq, s.raw FROM {_CANDIDATES} k CROSS JOIN LATERAL ({customers.staged_row('k')}) s"
             " WHERE NOT k.prepared"
         )
         while rows := source.fetchmany(MAP_CHUNK):
@@ -276,7 +276,8 @@ class Publisher:
             typed = "".join(f", {name} {ddl}" for name, ddl in STAGING_TYPED_COLUMNS)  # of unmapped entries
             cur.execute(
                 f"CREATE TEMPORARY TABLE {_CANDIDATES} (fetch_seq bigint PRIMARY KEY, uuid text NOT NULL,"
-                f" raw_md5 text NOT NULL, prepared boolean NOT NULL, full_compare boolean NOT NULL{typed}) ON COMMIT DROP"
+                f" raw_md5 text NOT NULL, prepared boolean NOT NULL, was_deleted boolean NOT NULL,"
+                f" full_compare boolean NOT NULL{typed}) ON COMMIT DROP"
             )
             cur.execute(f"CREATE TEMPORARY TABLE {_MAPPED} (fetch_seq bigint{typed}) ON COMMIT DROP")
 
