@@ -254,16 +254,24 @@ def _checked_problems(uuid: str, entry: dict, attributes: dict | None) -> list[F
     return problems
 
 
+def entry_bytes(entry: Any) -> bytes | None:
+    """The UTF-8 text an entry is staged as, when it needs no cleaning; None when it does (`entry_text`).
+
+    orjson: compact, key order kept, several times faster than json.dumps (NaN -> null); it refuses lone
+    surrogates, integers beyond 64 bits and odd keys, and NUL must be replaced: those take the slow path.
+    """
+    try:
+        raw = orjson.dumps(entry)
+    except (TypeError, ValueError):
+        return None
+    return None if b"\\u0000" in raw else raw
+
+
 def entry_text(entry: dict, thorough: bool = False) -> tuple[str, bool]:
     """The text an entry is staged as (its md5 tells an unchanged one); whether NUL or lone surrogates
     were replaced in it."""
-    if not thorough:
-        try:  # orjson: compact, key order kept, several times faster than json.dumps (NaN -> null)
-            raw = orjson.dumps(entry).decode("utf-8")
-        except (TypeError, ValueError):  # lone surrogates, integers beyond 64 bits, odd keys: json below
-            raw = None
-        if raw is not None and "\\u0000" not in raw:
-            return raw, False
+    if not thorough and (raw := entry_bytes(entry)) is not None:
+        return raw.decode("utf-8"), False
     return dump_json(entry)
 
 
@@ -314,9 +322,10 @@ def prepare_written(entry: Any) -> PreparedEntry:
     return prepared
 
 
-def text_md5(text: str) -> str:
-    """md5 of an entry's staged text: what tells an unchanged entry from a changed one."""
-    return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+def text_md5(text: str | bytes) -> str:
+    """md5 of an entry's staged text (or its UTF-8 bytes): what tells an unchanged entry from a changed one."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _has_bad_chars(value: Any) -> bool:

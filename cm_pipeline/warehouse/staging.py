@@ -23,7 +23,7 @@ from cm_pipeline.warehouse.mapping import (
     FieldProblem,
     RowRejected,
     copy_field,
-    entry_text,
+    entry_bytes,
     entry_uuid,
     prepare_entry,
     text_md5,
@@ -94,8 +94,10 @@ class StagedPage:
 
 
 _STAGING_COPY = f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMN_NAMES)}) FROM STDIN"
-_UNMAPPED = "\t".join(["\\N"] * len(STAGING_TYPED_COLUMNS))  # typed values of an entry staged unmapped
-_Line = tuple[str | None, str, Any]  # (uuid or None when rejected, COPY line or the reason, the entry)
+_UNMAPPED = b"\t".join([b"\\N"] * len(STAGING_TYPED_COLUMNS))  # typed values of an entry staged unmapped
+_Line = tuple[
+    str | None, bytes | str, Any
+]  # (uuid or None if rejected, COPY line (UTF-8) or the reason, entry)
 
 
 class StagingWriter:
@@ -146,14 +148,12 @@ class StagingWriter:
         # The partition name comes from the warehouse (split partitions carry data source uuids): escaped.
         prefix = f"\t{self.pass_id}\t{copy_field(partition)}\t"
         outcome = PageOutcome()
-        lines = self._encode(entries, orders, prefix, outcome, False, unmapped)
         try:
-            payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
+            lines = self._encode(entries, orders, prefix, outcome, False, unmapped)
         except UnicodeEncodeError:  # a lone surrogate: the whole page is mapped thoroughly
             outcome = PageOutcome()
             lines = self._encode(entries, orders, prefix, outcome, True, False)
-            payload = "".join([line for uuid, line, _ in lines if uuid is not None]).encode("utf-8")
-        return outcome, lines, payload
+        return outcome, lines, b"".join([line for uuid, line, _ in lines if uuid is not None])
 
     def _encode(
         self,
@@ -165,14 +165,16 @@ class StagingWriter:
         unmapped: bool,
     ) -> list[_Line]:
         lines = []
+        head = prefix.encode("utf-8")
         for entry, order in zip(entries, orders, strict=True):
             try:
-                if unmapped:
+                if unmapped:  # as UTF-8 bytes throughout: a refresh stages every entry this way
                     uuid = entry_uuid(entry)
-                    text, replaced = entry_text(entry)
-                    if not replaced:
-                        raw = text.replace("\\", "\\\\")
-                        line = f"{order}{prefix}{copy_field(uuid)}\t{_UNMAPPED}\t{raw}\t{text_md5(text)}\tf\n"
+                    if (data := entry_bytes(entry)) is not None:
+                        raw = data.replace(b"\\", b"\\\\")  # JSON has no raw tab/newline; double backslashes
+                        key = copy_field(uuid).encode("utf-8")
+                        digest = text_md5(data).encode("ascii")
+                        line = b"%d%b%b\t%b\t%b\t%b\tf\n" % (order, head, key, _UNMAPPED, raw, digest)
                         lines.append((uuid, line, entry))
                         continue
                 prepared = prepare_entry(entry, thorough=thorough)
@@ -194,7 +196,7 @@ class StagingWriter:
             digest = text_md5(prepared.raw)
             raw = prepared.raw.replace("\\", "\\\\")  # JSON text has no raw tab/newline; double backslashes
             line = f"{order}{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\t{digest}\tt\n"
-            lines.append((prepared.uuid, line, entry))
+            lines.append((prepared.uuid, line.encode("utf-8"), entry))  # a lone surrogate raises here
         return lines
 
     def write_page(
@@ -301,7 +303,7 @@ class StagingWriter:
                 for partition, outcome, uuid, line, entry in good:
                     cur.execute("SAVEPOINT row")
                     try:
-                        cur.copy_expert(_STAGING_COPY, io.BytesIO(line.encode("utf-8")))
+                        cur.copy_expert(_STAGING_COPY, io.BytesIO(line))
                         outcome.staged += 1
                     except psycopg2.DataError as exc:
                         cur.execute("ROLLBACK TO SAVEPOINT row")
