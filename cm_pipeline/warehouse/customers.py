@@ -72,7 +72,8 @@ def upsert_staged(cur, candidates_table: str) -> tuple[int, int, int]:
         # that are not candidates. was_deleted (flagged when the candidates were chosen): the upsert always
         # rewrites a row flagged deleted, so those are the customers it brings back; counted from the
         # candidates, so that `changed` is read once and never materialized (~10% of a first load's upsert).
-        f"WITH staged AS (SELECT s.uuid, {typed}, s.raw::jsonb AS raw, k.full_compare FROM {candidates_table} k"
+        f"WITH staged AS (SELECT s.uuid, {typed}, coalesce(s.raw_json, s.raw::jsonb) AS raw, k.full_compare"
+        f" FROM {candidates_table} k"
         f" CROSS JOIN LATERAL ({staged_row('k')}) s OFFSET 0),"
         f" mapped AS (SELECT {mapped_columns_sql('l')}, l.full_compare FROM staged l),"
         f" changed AS ({changed}),"

@@ -148,6 +148,9 @@ def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
             for fetch_seq, raw in rows:
                 try:
                     prepared = prepare_entry(orjson.loads(raw))
+                except orjson.JSONDecodeError as exc:  # staged text can only be cut or altered here
+                    bad.append((fetch_seq, f"entry text is not valid JSON: {exc}"))
+                    continue
                 except Exception as exc:
                     bad.append((fetch_seq, f"could not be mapped ({type(exc).__name__}: {exc})"))
                     continue
@@ -166,9 +169,9 @@ def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
 
 
 def _upsert(cur) -> tuple[int, int, int, int]:
-    """Upsert the candidates; raw is staged as text without being parsed, so an entry text Postgres
-    refuses as jsonb (valid by construction, never expected) is set aside and recorded rather than sinking
-    the publish. (inserted, updated, undeleted, set aside)."""
+    """Upsert the candidates; an unmapped entry's raw is staged as text without being parsed, so a text
+    Postgres refuses as jsonb (valid by construction, never expected) is set aside and recorded rather
+    than sinking the publish. (inserted, updated, undeleted, set aside)."""
     rejected = 0
     while True:
         cur.execute("SAVEPOINT upsert")
@@ -243,7 +246,8 @@ def _set_aside(cur, fetch_seq: int, why: str) -> None:
     """Leave a staged entry out of the publish, recorded as a reject saying `why`."""
     cur.execute(
         f"INSERT INTO {REJECTS_TABLE} (pass_id, partition, uuid, error, entry)"
-        f" SELECT pass_id, partition, uuid, %s, raw FROM {STAGING_TABLE} WHERE fetch_seq = %s",
+        f" SELECT pass_id, partition, uuid, %s, coalesce(raw, raw_json::text) FROM {STAGING_TABLE}"
+        " WHERE fetch_seq = %s",
         (f"{why}; the published row is left as it was", fetch_seq),
     )
     cur.execute(f"DELETE FROM {_CANDIDATES} WHERE fetch_seq = %s", (fetch_seq,))

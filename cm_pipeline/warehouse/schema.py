@@ -101,9 +101,10 @@ STAGING_COLUMN_NAMES: tuple[str, ...] = (
     "partition",
     "uuid",
     *(n for n, _ in STAGING_TYPED_COLUMNS),
-    "raw",
+    "raw",  # the entry's text, when staged unmapped (a refresh's, parsed only if it is written)
     "raw_md5",
     "prepared",  # false: an entry staged unmapped (a refresh's); the publish maps it if it writes it
+    "raw_json",  # the entry, when mapped as it was staged (a first load's): parsed by the COPY
 )
 
 
@@ -150,12 +151,15 @@ def _staging_ddl() -> list[str]:
     pass_id bigint NOT NULL,
     partition text NOT NULL,
     uuid text NOT NULL,
-{typed_cols}    raw text NOT NULL,
+{typed_cols}    raw text,
     raw_md5 text NOT NULL,
-    prepared boolean NOT NULL DEFAULT true
+    prepared boolean NOT NULL DEFAULT true,
+    raw_json jsonb
 )""",
-        # A staging table made before the column existed (scratch data, so no migration beyond this).
+        # A staging table made before these columns existed (scratch data, so no migration beyond this).
         f"ALTER TABLE {STAGING_TABLE} ADD COLUMN IF NOT EXISTS prepared boolean NOT NULL DEFAULT true",
+        f"ALTER TABLE {STAGING_TABLE} ADD COLUMN IF NOT EXISTS raw_json jsonb",
+        f"ALTER TABLE {STAGING_TABLE} ALTER COLUMN raw DROP NOT NULL",
         f"CREATE INDEX IF NOT EXISTS customers_staging_fetch_idx ON {STAGING_TABLE} (fetch_seq)",
     ]
 
@@ -257,6 +261,7 @@ _INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\w+)\.")
 
 
 _COLUMN = re.compile(r"ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\w+)")
+_NULLABLE = re.compile(r"ALTER TABLE (\S+) ALTER COLUMN (\w+) DROP NOT NULL")
 
 
 def _exists_already(cur, statement: str) -> bool:
@@ -268,6 +273,13 @@ def _exists_already(cur, statement: str) -> bool:
         cur.execute(
             "SELECT count(*) > 0 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
             " AND NOT attisdropped",
+            match.groups(),
+        )
+        return cur.fetchone()[0]
+    if match := _NULLABLE.match(statement):
+        cur.execute(
+            "SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
+            " AND attnotnull",
             match.groups(),
         )
         return cur.fetchone()[0]

@@ -174,7 +174,7 @@ class StagingWriter:
                         raw = data.replace(b"\\", b"\\\\")  # JSON has no raw tab/newline; double backslashes
                         key = copy_field(uuid).encode("utf-8")
                         digest = text_md5(data).encode("ascii")
-                        line = b"%d%b%b\t%b\t%b\t%b\tf\n" % (order, head, key, _UNMAPPED, raw, digest)
+                        line = b"%d%b%b\t%b\t%b\t%b\tf\t\\N\n" % (order, head, key, _UNMAPPED, raw, digest)
                         lines.append((uuid, line, entry))
                         continue
                 prepared = prepare_entry(entry, thorough=thorough)
@@ -195,7 +195,8 @@ class StagingWriter:
             # prepared again thoroughly: surrogatepass only keeps this line from failing first).
             digest = text_md5(prepared.raw)
             raw = prepared.raw.replace("\\", "\\\\")  # JSON text has no raw tab/newline; double backslashes
-            line = f"{order}{prefix}{copy_field(prepared.uuid)}\t{typed}\t{raw}\t{digest}\tt\n"
+            # Into raw_json: parsed by this COPY, off the publish's one connection (raw is NULL).
+            line = f"{order}{prefix}{copy_field(prepared.uuid)}\t{typed}\t\\N\t{digest}\tt\t{raw}\n"
             lines.append((prepared.uuid, line.encode("utf-8"), entry))  # a lone surrogate raises here
         return lines
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from cm_pipeline.warehouse.passes import open_pass
 from cm_pipeline.warehouse.publish import DeletionCheck, publish
-from cm_pipeline.warehouse.staging import StagingWriter
+from cm_pipeline.warehouse.staging import FETCH_CLOCK, StagedPage, StagingWriter
 from cm_pipeline_tests.reference_examples import LIST_EXAMPLE, TRICKY_STRINGS
 from cm_pipeline_tests.warehouse.conftest import (
     customer,
@@ -215,16 +215,18 @@ def test_a_refresh_parses_only_new_or_changed_entries_and_key_order_alone_is_unc
     assert after["cus_h2"]["_xmin"] == before["cus_h2"]["_xmin"]
     assert now["cus_h1"] == first["cus_h1"] and now["cus_h2"] != first["cus_h2"] and "cus_h3" in now
     p = open_pass(db, filters={}, plan=["Active"], per_page=200)
-    with StagingWriter(db, p.pass_id, "Active") as w:
-        w.write_page([customer("cus_h4", name='Zoë \\ "q" \t')], None, False)
-    with db.connect() as c:  # staged as text, with the md5 of that text (computed in Python)
-        kind, same = c.execute(
+    odd = customer("cus_h4", name='Zoë \\ "q" \t')
+    with StagingWriter(db, p.pass_id, "Active") as w:  # as a refresh stages it, then as a first load does
+        w.write_pages([StagedPage("Active", [odd], None, False, FETCH_CLOCK.reserve(1))], unmapped=True)
+        w.write_page([{**odd, "uuid": "cus_h5"}], None, False)
+    with db.connect() as c:  # text (unmapped) or jsonb parsed by the COPY, with the md5 of the same text
+        staged = c.execute(
             sa.text(
-                "SELECT pg_typeof(raw)::text, raw_md5 = md5(raw) FROM cm_pipeline.customers_staging"
-                " WHERE uuid = 'cus_h4'"
+                "SELECT uuid, raw_json IS NULL, raw_md5 = md5(coalesce(raw, raw_json::text)), raw_md5 = md5(raw)"
+                " FROM cm_pipeline.customers_staging WHERE uuid IN ('cus_h4', 'cus_h5') ORDER BY uuid"
             )
-        ).one()
-    assert (kind, same) == ("text", True)
+        ).all()
+    assert [tuple(r) for r in staged] == [("cus_h4", True, True, True), ("cus_h5", False, False, None)]
 
 
 def test_a_row_rewritten_by_another_writer_is_compared_again(db):
@@ -259,9 +261,10 @@ def test_lost_hashes_only_make_every_entry_compared_once(db):
 def test_a_staged_text_postgres_cannot_parse_is_set_aside_not_sinking_the_publish(db):
     load(db, {"Active": [[customer("cus_j1"), customer("cus_j2")]]})
     p = open_pass(db, filters={}, plan=["Active"], per_page=200)
-    with StagingWriter(db, p.pass_id, "Active") as w:
-        w.write_page([customer("cus_j1", mrr=1), customer("cus_j2", mrr=2), customer("cus_j3")], None, False)
-    with db.begin() as c:  # cannot come from prepare_entry; the guard must hold anyway
+    entries = [customer("cus_j1", mrr=1), customer("cus_j2", mrr=2), customer("cus_j3")]
+    with StagingWriter(db, p.pass_id) as w:  # staged as text, as a refresh does
+        w.write_pages([StagedPage("Active", entries, None, False, FETCH_CLOCK.reserve(3))], unmapped=True)
+    with db.begin() as c:  # cannot come from the stager; the guard must hold anyway
         c.execute(
             sa.text(
                 'UPDATE cm_pipeline.customers_staging SET raw = \'{"uuid": "cus_j2", "bad\\u0000"\' || raw'
@@ -293,8 +296,9 @@ def test_undeleted_counts_only_rows_the_publish_brought_back(db):
     )
     assert gone.deleted == 2
     p = open_pass(db, filters={}, plan=["Active"], per_page=200)
-    with StagingWriter(db, p.pass_id, "Active") as w:  # both come back; one's text cannot be parsed
-        w.write_page([customer("cus_u1"), customer("cus_u2"), customer("cus_u3")], None, False)
+    entries = [customer("cus_u1"), customer("cus_u2"), customer("cus_u3")]
+    with StagingWriter(db, p.pass_id) as w:  # both come back; one's text cannot be parsed
+        w.write_pages([StagedPage("Active", entries, None, False, FETCH_CLOCK.reserve(3))], unmapped=True)
     with db.begin() as c:
         c.execute(
             sa.text(
