@@ -10,7 +10,10 @@ shows at once. Elsewhere the manifest is prepared ahead of time (Makefile, Docke
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from dagster._utils import run_with_concurrent_update_guard
@@ -37,8 +40,22 @@ class VenvDbtProjectPreparer(DagsterDbtProjectPreparer):
         run_with_concurrent_update_guard(project.manifest_path, self._parse, project=project)
 
     def _parse(self, project: DbtProject) -> None:
-        resource = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
-        resource.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+        """`dbt parse` into a scratch target folder, then the manifest (and the partial-parse state) moved
+        into place whole: dbt writes its files in place, and a process loading the definitions meanwhile
+        (one that found the manifest there, so it does not wait on the lock) would read a cut file."""
+        target = Path(project.project_dir) / project.target_path
+        scratch = target / f".parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            scratch.mkdir(parents=True)
+            if (target / "partial_parse.msgpack").exists():  # parse incrementally, as in place
+                shutil.copyfile(target / "partial_parse.msgpack", scratch / "partial_parse.msgpack")
+            resource = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+            resource.cli(["parse", "--quiet"], target_path=scratch).wait()
+            for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: it marks "done"
+                if (scratch / name).exists():
+                    os.replace(scratch / name, target / name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def dbt_project(project_dir: Path) -> DbtProject:
