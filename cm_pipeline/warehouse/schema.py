@@ -260,29 +260,33 @@ def ddl() -> list[str]:
 _INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\w+)\.")
 
 
-_COLUMN = re.compile(r"ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\w+)")
-_NULLABLE = re.compile(r"ALTER TABLE (\S+) ALTER COLUMN (\w+) DROP NOT NULL")
+# Statements whose effect pg_attribute shows: (pattern naming the table and the column, what holds of
+# the column's rows there once the statement has run).
+_ATTRIBUTE_DONE = (
+    (
+        re.compile(r"ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\w+)"),
+        "count(*) FILTER (WHERE NOT attisdropped) > 0",
+    ),
+    (
+        re.compile(r"ALTER TABLE (\S+) ALTER COLUMN (\w+) DROP NOT NULL"),
+        "count(*) FILTER (WHERE attnotnull) = 0",
+    ),
+)
 
 
 def _exists_already(cur, statement: str) -> bool:
-    """Whether the index or column `statement` adds exists (never asked again: see ensure_schema)."""
+    """Whether what `statement` adds or changes (an index, a column, a dropped NOT NULL) is there already
+    (never asked again: see ensure_schema)."""
     if match := _INDEX.match(statement):
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{match[2]}.{match[1]}",))
         return cur.fetchone()[0]
-    if match := _COLUMN.match(statement):
-        cur.execute(
-            "SELECT count(*) > 0 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
-            " AND NOT attisdropped",
-            match.groups(),
-        )
-        return cur.fetchone()[0]
-    if match := _NULLABLE.match(statement):
-        cur.execute(
-            "SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
-            " AND attnotnull",
-            match.groups(),
-        )
-        return cur.fetchone()[0]
+    for pattern, done in _ATTRIBUTE_DONE:
+        if match := pattern.match(statement):
+            cur.execute(
+                f"SELECT {done} FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s",
+                match.groups(),
+            )
+            return cur.fetchone()[0]
     return False
 
 
