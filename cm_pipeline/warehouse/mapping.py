@@ -1,4 +1,4 @@
-"""The one mapping of a ChartMogul customer entry to a `chartmogul.customers` row, and COPY text encoding.
+"""The one mapping of a ChartMogul customer entry to a `chartmogul.customers` row.
 
 Rules (`SOURCES` lists every column with the entry keys it is read from, in order of preference):
 - Every column is derived from the entry; the entry itself is kept verbatim in `raw`, so a field the API
@@ -22,7 +22,6 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -255,11 +254,8 @@ def _checked_problems(uuid: str, entry: dict, attributes: dict | None) -> list[F
 
 
 def entry_bytes(entry: Any) -> bytes | None:
-    """The UTF-8 text an entry is staged as, when it needs no cleaning; None when it does (`entry_text`).
-
-    orjson: compact, key order kept, several times faster than json.dumps (NaN -> null); it refuses lone
-    surrogates, integers beyond 64 bits and odd keys, and NUL must be replaced: those take the slow path.
-    """
+    """The UTF-8 text an entry is staged as (orjson: compact, key order kept, NaN -> null), or None when
+    it needs `entry_text`'s slow path (lone surrogates, integers beyond 64 bits, odd keys, NUL)."""
     try:
         raw = orjson.dumps(entry)
     except (TypeError, ValueError):
@@ -364,38 +360,6 @@ def mapped_columns_sql(alias: str) -> str:
             kinds, value_sql = f"('{source.kind}')", value
         exprs.append(f"CASE WHEN jsonb_typeof({value}) IN {kinds} THEN {value_sql} END AS {column}")
     return ",\n    ".join(exprs)
-
-
-# ---- COPY text format ---------------------------------------------------------------------------
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
-
-
-def copy_field(value: Any) -> str:
-    """One value in Postgres COPY text format (NULL is \\N)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    return str(value)
-
-
-def typed_copy_text(values: list) -> str:
-    """COPY text of a prepared entry's typed values (integers, aware datetimes or None), tab-separated:
-    `copy_field` for exactly those kinds, without its checks (every staged entry goes through it)."""
-    return "\t".join(
-        ["\\N" if v is None else v.isoformat() if v.__class__ is datetime else str(v) for v in values]
-    )
-
-
-def copy_line(values: list | tuple) -> str:
-    """One COPY text line (with its newline) for `values`."""
-    return "\t".join([copy_field(v) for v in values]) + "\n"
 
 
 # Bump when prepare_entry's validation changes; the SQL text is hashed in. Publish compares every mapped

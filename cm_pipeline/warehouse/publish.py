@@ -1,18 +1,15 @@
 """The publish: the next version of chartmogul.customers is ONE transaction, open while the pass is walked.
 
-`Publisher` opens it when the walk starts. `apply` maps and writes the rows staged so far, in fetch order,
-a range of fetch_seq at a time: per customer, it skips an entry fetched before the row's last write (a
-push's write-back answered later: latest wins across writers), keeps only candidates (new, flagged
-deleted, or whose staged text's md5 differs from the one the row was last written from; a missing
-version, or a row rewritten since by anything else, also makes a candidate), upserts the candidates whose
-data differ (customers.py) and records their versions. Applied in fetch order, a customer fetched twice
-in the pass (a merged customer, a status change) ends with its latest fetch. `finish` is all that is left
-after the last page: the rows staged since (the deletion checks' GETs), the rows another writer wrote
-since the pass began, verified deletions, the logs, the pass closed, and the commit. Readers see the table
-as it was until that commit; a killed run's transaction is rolled back and the next run applies the
-staged pages again. A row rewritten outside cm_pipeline (its xmin is not the one recorded), a mapping
-change (MAPPING_VERSION differs from the last publish's) or a full refresh compare every mapped column,
-not just raw, so whatever the table holds is repaired.
+`Publisher` opens it when the walk starts. `apply` writes the rows staged so far, in fetch order, a range
+of fetch_seq at a time: per customer it skips an entry fetched before the row's last write (latest wins
+across writers), keeps the candidates (new, flagged deleted, a staged text whose md5 differs from the one
+the row was last written from, no version, or a row rewritten since by anything else), maps those staged
+unmapped, upserts the ones whose data differ (customers.py) and records their versions; a customer fetched
+twice in the pass ends with its latest fetch. `finish` is what is left after the last page: the rows
+staged since (deletion checks), rows another writer wrote since the pass began, verified deletions, the
+logs, the commit. Readers see the table as it was until then; a killed run's transaction rolls back and
+the next run applies the staged pages again. A row rewritten outside cm_pipeline (xmin not the recorded
+one), a mapping change (MAPPING_VERSION) or a full refresh compare every mapped column, not just raw.
 
 The transaction holds row locks only on the rows it rewrote: a push writing one of them back waits for
 the commit (pushes and refreshes do not run side by side under the run queue). A deadlock or
@@ -32,7 +29,8 @@ from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse import customers
 from cm_pipeline.warehouse.connection import raw_connection
-from cm_pipeline.warehouse.mapping import MAPPING_VERSION, FieldProblem, prepare_entry, typed_copy_text
+from cm_pipeline.warehouse.copytext import typed_copy_text
+from cm_pipeline.warehouse.mapping import MAPPING_VERSION, FieldProblem, prepare_entry
 from cm_pipeline.warehouse.schema import (
     CUSTOMERS_TABLE,
     DELETION_CHECKS_TABLE,
@@ -122,20 +120,16 @@ _MAPPED = "_publish_mapped"  # temporary: typed values the publish mapped, on th
 _MAPPED_COPY = f"COPY {_MAPPED} (fetch_seq, {', '.join(_TYPED_NAMES)}) FROM STDIN"
 MAP_CHUNK = 2000  # unmapped candidates read, mapped and copied at a time
 PROBLEMS_KEPT = 100  # field problems a publish keeps to report (all are counted)
-# A batch is a slice of the pass: its customers are looked up in the published tables by index. Without
-# this the planner, misled by the growing tables' stale statistics, hashes the whole of chartmogul.customers
-# for every batch (quadratic over a first load).
-# (Sequential scans stay allowed: the candidates table itself is read whole, and drives the joins.)
+# A batch's customers are looked up by index: misled by stale statistics, the planner hashed the whole of
+# chartmogul.customers for every batch (quadratic over a first load). The candidates are read whole.
 _INDEX_LOOKUPS_ON = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 _INDEX_LOOKUPS_OFF = "RESET enable_hashjoin; RESET enable_mergejoin"
 
 
 def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
-    """Map the candidates staged unmapped (a refresh's entries: new, changed, or whose row was edited
-    since): their typed values go into the candidates table, where the upsert reads them, a chunk at a
-    time (memory stays flat however many there are). Their field problems are counted, and the first
-    PROBLEMS_KEPT kept in `problems`. An entry that cannot be mapped (never expected: staging checked its
-    uuid and text) is set aside like an unparsable one. (how many were set aside, problems met)."""
+    """Map the candidates staged unmapped (a refresh's new, changed or edited ones) into the candidates
+    table, a chunk at a time; count their field problems, keeping the first PROBLEMS_KEPT in `problems`;
+    set aside an entry that cannot be mapped. (how many were set aside, problems met)."""
     bad, met = [], 0
     with cur.connection.cursor(name="cm_publish_unmapped") as source:
         source.itersize = MAP_CHUNK

@@ -19,15 +19,14 @@ import psycopg2
 from sqlalchemy.engine import Engine
 
 from cm_pipeline.warehouse.connection import raw_connection
+from cm_pipeline.warehouse.copytext import copy_field, typed_copy_text
 from cm_pipeline.warehouse.mapping import (
     FieldProblem,
     RowRejected,
-    copy_field,
     entry_bytes,
     entry_uuid,
     prepare_entry,
     text_md5,
-    typed_copy_text,
 )
 from cm_pipeline.warehouse.schema import (
     CHECKPOINTS_TABLE,

@@ -10,12 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from cm_pipeline.chartmogul.vocabulary import parse_timestamp
+from cm_pipeline.warehouse.copytext import copy_field, copy_line
 from cm_pipeline.warehouse.customers import write_entries
 from cm_pipeline.warehouse.mapping import (
     REPLACEMENT,
     RowRejected,
-    copy_field,
-    copy_line,
     dump_json,
     parse_integer,
 )
