@@ -282,13 +282,13 @@ def _replaced_fields(entry: dict) -> list[str]:
     return fields
 
 
-def prepare_entry(entry: Any, thorough: bool = True, text: tuple[str, bool] | None = None) -> PreparedEntry:
+def prepare_entry(entry: Any, thorough: bool = True) -> PreparedEntry:
     """Validate an API entry for staging: its uuid, typed values, raw text and problems.
 
     RowRejected when it has no usable uuid; bad values never raise: they become FieldProblems (the column
     is NULL, `raw` keeps the value). thorough=False skips the search for lone surrogates in `raw` (NUL is
     always handled): the bulk loader finds them for a whole page at once when encoding it, and only then
-    prepares that page thoroughly. `text`: `entry_text(entry, thorough)`, when the caller has it already.
+    prepares that page thoroughly.
     """
     uuid = entry_uuid(entry)
     problems: list[FieldProblem] = []
@@ -298,7 +298,7 @@ def prepare_entry(entry: Any, thorough: bool = True, text: tuple[str, bool] | No
         problems.append(FieldProblem(uuid, "attributes", f"is not an object: {_short(attributes)}"))
         attributes = None
     problems += _checked_problems(uuid, entry, attributes)
-    raw, replaced = text if text is not None else entry_text(entry, thorough)
+    raw, replaced = entry_text(entry, thorough)
     if replaced:  # rare: say where
         problems += [
             FieldProblem(uuid, f, "contains NUL or lone surrogates; replaced by U+FFFD (also in raw)")

@@ -130,7 +130,7 @@ def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
     """Map the candidates staged unmapped (a refresh's new, changed or edited ones) into the candidates
     table, a chunk at a time; count their field problems, keeping the first PROBLEMS_KEPT in `problems`;
     set aside an entry that cannot be mapped. (how many were set aside, problems met)."""
-    bad, met = [], 0
+    bad, met, mapped = [], 0, 0
     with cur.connection.cursor(name="cm_publish_unmapped") as source:
         source.itersize = MAP_CHUNK
         source.execute(
@@ -152,11 +152,11 @@ def _map_unmapped(cur, problems: list[FieldProblem]) -> tuple[int, int]:
                 met += len(prepared.problems)
                 problems.extend(prepared.problems[: max(0, PROBLEMS_KEPT - len(problems))])
             cur.copy_expert(_MAPPED_COPY, io.BytesIO("".join(lines).encode("utf-8")))
-    cur.execute(
-        f"UPDATE {_CANDIDATES} k SET {', '.join(f'{n} = m.{n}' for n in _TYPED_NAMES)}"
-        f" FROM {_MAPPED} m WHERE k.fetch_seq = m.fetch_seq"
-    )
-    cur.execute(f"DELETE FROM {_MAPPED}")
+            mapped += len(lines)
+    if mapped:  # a first load's batches have none: no statement for them
+        sets = ", ".join(f"{n} = m.{n}" for n in _TYPED_NAMES)
+        cur.execute(f"UPDATE {_CANDIDATES} k SET {sets} FROM {_MAPPED} m WHERE k.fetch_seq = m.fetch_seq")
+        cur.execute(f"DELETE FROM {_MAPPED}")
     for fetch_seq, message in bad:
         _set_aside(cur, fetch_seq, message)
     return len(bad), met

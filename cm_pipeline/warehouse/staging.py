@@ -94,9 +94,8 @@ class StagedPage:
 
 _STAGING_COPY = f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMN_NAMES)}) FROM STDIN"
 _UNMAPPED = b"\t".join([b"\\N"] * len(STAGING_TYPED_COLUMNS))  # typed values of an entry staged unmapped
-_Line = tuple[
-    str | None, bytes | str, Any
-]  # (uuid or None if rejected, COPY line (UTF-8) or the reason, entry)
+# (uuid, or None when the entry is rejected; its COPY line in UTF-8, or why it was rejected; the entry)
+_Line = tuple[str | None, bytes | str, Any]
 
 
 class StagingWriter:
