@@ -27,6 +27,7 @@ def _dg(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_dg_checks_and_lists_the_definitions():
     # Both load the code location (about half a minute each on two cores): run them side by side.

@@ -140,6 +140,7 @@ def test_two_invocations_connect_to_their_own_warehouse_and_leave_no_profile(war
     assert all(_wait_until_gone(folder) for folder in folders)
 
 
+@pytest.mark.slow
 def test_clean_checkout_and_edited_models_give_a_current_manifest(tmp_path, monkeypatch):
     """A clean checkout loads; under `dagster dev` an edited model shows; deployed, the prepared one serves."""
     copy = tmp_path / "dbt_project"

@@ -61,6 +61,7 @@ def _all(engine: sa.Engine, sql: str, **params) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sa.text(sql), params)]
 
 
+@pytest.mark.slow
 def test_refresh_push_refresh_converges_and_snapshots_changes(fresh_db):
     engine = sa.create_engine(fresh_db, future=True)
     with (
