@@ -21,7 +21,7 @@ from cm_pipeline_tests.deploy.stack import free_port
 
 CUSTOMERS = 60
 STOP_BUDGET = 15.0
-# Sandbox latency while the push runs, so the test can stop it half way.
+# Sandbox latency from the end of the first refresh on, so the test can stop the push half way.
 PUSH_LATENCY_MS = 1500
 
 
@@ -75,8 +75,10 @@ def test_ctrl_c_mid_push_stops_in_order_and_the_second_start_converges(fresh_db,
         demos.append(first)
         first.wait_for(rf"Dagster UI: http://127\.0\.0\.1:{ui_port}", 240)
         first.wait_for(r"run succeeded: warehouse_refresh_job .*: 60 customers: 60 inserted", 300)
-        first.wait_for(r"run started: push_updates_job", 240)
+        # Slow the API before the sensor launches the push: its ops run in the run's own process and call
+        # within a second or two of the run's start, before the console could even say it started.
         control.configure(latency_ms=PUSH_LATENCY_MS)
+        first.wait_for(r"run started: push_updates_job", 240)
         deadline = time.monotonic() + 180
         while _outcomes(engine).get("applied", 0) < 1:
             assert time.monotonic() < deadline, "push_updates_job applied nothing\n" + "\n".join(first.lines)
