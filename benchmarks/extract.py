@@ -14,7 +14,8 @@
    resource config (100,000 requests/s, 20 connections). FLOOR: one cursor of bare `requests` paging and
    JSON parsing; FLOOR+COPY: the same plus one COPY per page (uuid, raw jsonb) into a scratch table.
    Targets: first load <= 1.25 x FLOOR+COPY, refresh of unchanged data <= 1.1 x, best of --repeat,
-   interleaved so that load from other processes hits every variant alike.
+   interleaved so that load from other processes hits every variant alike. Also the CPU seconds each
+   best run took, per side (this process, Postgres, sandbox; benchmarks/cpu.py), as a share of the cores.
 3. Memory: the extraction's own peak = peak RSS of a process that loads the definitions and materializes
    the asset, minus that of a process that only loads the definitions, at 10k and 1M (part 2's setup).
    Target: its peak at 1M <= 1.5 x its peak at 10k. Also: the run's peak above its own size just before
@@ -26,7 +27,6 @@ Every rate is also given as a share of the API's limits (40 requests/s, 20 conne
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import math
 import os
@@ -39,10 +39,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import orjson  # noqa: E402
-import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from benchmarks.cpu import CpuMeter, describe, least_seconds, postmaster_of  # noqa: E402
+from benchmarks.floor import floor  # noqa: E402
 from cm_pipeline.chartmogul.vocabulary import status_to_filter  # noqa: E402
 from cm_pipeline.extract.options import ExtractOptions  # noqa: E402
 from cm_pipeline.extract.run import run_extraction  # noqa: E402
@@ -158,59 +158,37 @@ def part_realistic(pg: PostgresForTests, customers: int, repeat: int) -> None:
         )
 
 
-def floor(base_url: str, copy_engine=None) -> float:
-    """One cursor with bare requests + orjson (the client's parser); with copy_engine, one COPY per page too."""
-    session = requests.Session()
-    session.auth = (KEY, "")
-    conn = None
-    if copy_engine is not None:
-        conn = raw_connection(copy_engine)
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS scratch (uuid text, raw jsonb)")
-            cur.execute("TRUNCATE scratch")
-        conn.commit()
-    started = time.perf_counter()
-    cursor = None
-    while True:
-        params = {"per_page": PER_PAGE, **({"cursor": cursor} if cursor else {})}
-        body = orjson.loads(session.get(f"{base_url}/customers", params=params, timeout=60).content)
-        if conn is not None:
-            text = "".join(
-                e["uuid"] + "\t" + orjson.dumps(e).decode().replace("\\", "\\\\") + "\n"
-                for e in body["entries"]
-            )
-            with conn.cursor() as cur:
-                cur.copy_expert("COPY scratch (uuid, raw) FROM STDIN", io.BytesIO(text.encode()))
-            conn.commit()
-        if not body.get("has_more"):
-            break
-        cursor = body["cursor"]
-    elapsed = time.perf_counter() - started
-    session.close()
-    if conn is not None:
-        conn.close()
-    return elapsed
-
-
 def part_zero_latency(pg: PostgresForTests, customers: int, repeat: int) -> None:
     print(
         f"\n== 2. uniform account, zero latency, {customers:,} customers, limits lifted, best of {repeat} =="
     )
     print(f"  {load()}")
     with SandboxProcess(customers=customers, seed=1, legacy_page_fields=False) as srv:
-        floor(srv.base_url)  # warm-up: first pages of each kind, imports, connections
+        floor(srv.base_url, KEY, PER_PAGE)  # warm-up: first pages of each kind, imports, connections
         scratch = sa.create_engine(pg.create_database("bench_floor"))
+        conn = raw_connection(scratch)
+        meter = CpuMeter(srv.pid, postmaster_of(conn))
+        conn.close()
         best = {"floor": math.inf, "copy": math.inf, "first": math.inf, "refresh": math.inf}
+        cpu = {}  # CPU seconds of the best run of each kind
+
+        def timed(key: str, run, *args):
+            """run(*args) -> seconds or (seconds, result); keeps the best time and its CPU seconds."""
+            before = meter.sample()
+            out = run(*args)
+            seconds, result = out if isinstance(out, tuple) else (out, None)
+            if seconds < best[key]:
+                best[key], cpu[key] = seconds, CpuMeter.spent(before, meter.sample())
+            return result
+
         for _ in range(repeat):
-            best["floor"] = min(best["floor"], floor(srv.base_url))
-            best["copy"] = min(best["copy"], floor(srv.base_url, scratch))
+            timed("floor", floor, srv.base_url, KEY, PER_PAGE)
+            timed("copy", floor, srv.base_url, KEY, PER_PAGE, scratch)
             db = pg.create_database("bench_zero")
             srv.control.reset_stats()
-            seconds, first = extract(srv.base_url, db, LIFTED)
+            first = timed("first", extract, srv.base_url, db, LIFTED)
             stats = srv.control.stats()
-            best["first"] = min(best["first"], seconds)
-            seconds, steady = extract(srv.base_url, db, LIFTED)
-            best["refresh"] = min(best["refresh"], seconds)
+            steady = timed("refresh", extract, srv.base_url, db, LIFTED)
             assert first.publish.inserted == customers and steady.publish.unchanged == customers
             pg.drop_database(db)
         scratch.dispose()
@@ -220,6 +198,12 @@ def part_zero_latency(pg: PostgresForTests, customers: int, repeat: int) -> None
     print(
         f"  first load: {first.pages} pages in {len(first.partitions)} partitions; {shares(stats, best['first'])}"
     )
+    for label, key in (("FLOOR+COPY", "copy"), ("first load", "first"), ("refresh", "refresh")):
+        print(f"  CPU, {label}: {describe(cpu[key], best[key])}")
+    if (least := least_seconds(cpu["first"])) is not None:
+        print(
+            f"  the first load's CPU work on every core at once: {least:.2f} s = {least / copy:.2f} x FLOOR+COPY"
+        )
     print(f"  {load()}")
     for label, key, target in (
         ("first load", "first", TARGET_FIRST),
