@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 _TICK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -78,9 +79,6 @@ def postmaster_of(conn) -> int | None:
     if fields is None:  # another machine (or another PID namespace)
         return None
     return int(fields[1])
-
-
-CORES = os.cpu_count() or 1
 
 
 def _total(spent: CpuTimes) -> float:

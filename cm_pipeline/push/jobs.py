@@ -30,10 +30,6 @@ from cm_pipeline.push.push_log import drop_plan, final_outcomes, outcome_counts
 from cm_pipeline.push.run import apply, load
 from cm_pipeline.resources import CHARTMOGUL_API_RUN_TAGS, ChartMogulResource, WarehouseResource
 
-# The three ops of a push run one after the other in the run's own process (in_process_executor): a step
-# process of the default executor loads the code location again before its op starts (~9 s each on two
-# cores), which made a push start calling ~18 s after its run began for two 50 ms steps. In one process a
-# killed run worker also takes the apply step with it, so no push goes on headless.
 # On every push run: the deployment's QueuedRunCoordinator limits runs with these tags to one at a time,
 # since all pushes (and the refresh) share the account's API limits (40 req/s, 20 connections).
 PUSH_RUN_TAGS = {"cm_pipeline/push": "chartmogul", **CHARTMOGUL_API_RUN_TAGS}
@@ -187,6 +183,10 @@ def build_push_job(kind: PushKind) -> dg.JobDefinition:
         name=kind.job_name,
         description=f"Push {kind.relation} to ChartMogul: load, apply (decide, then call), summarise.",
         run_tags=PUSH_RUN_TAGS,
+        # The three ops follow one another in the run's own process: a step process of the default
+        # executor loads the code location again before its op starts (~9 s each on two cores), which
+        # made a push start calling ~18 s after its run began, for two 50 ms steps. In one process a
+        # killed run worker also takes the apply step with it, so no push goes on headless.
         executor_def=dg.in_process_executor,
     )
     def push_job():
