@@ -44,10 +44,6 @@ STOP_RUNS_SECONDS = 6.0
 STOP_DAGSTER_SECONDS = 6.0
 # Each webserver call while stopping: a webserver slow to answer cannot stretch the stop past its budget.
 STOP_CALL_SECONDS = 3.0
-# The demo's refresh runs its steps in the run's own process: each step process of the default executor
-# loads the code location again (10-30 s on two cores, `dbt parse` included under `dg dev`), which is
-# most of a small refresh's time. Same steps, same pool and tags.
-REFRESH_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
 # No run for this long (more than the push sensor's 30 s interval) after the last one ended: say so once.
 IDLE_SECONDS = 45.0
 
@@ -173,7 +169,7 @@ class Demo:
 
         self.phase = "running"
         self.ui.start_sensor(PUSH_SENSOR)  # off by default: nothing is pushed until someone turns it on
-        self.ui.launch(REFRESH_JOB, REFRESH_RUN_CONFIG)
+        self.ui.launch(REFRESH_JOB)
         say("refresh launched; the push sensor launches the pushes after it. Ctrl-C stops everything")
 
     def _location_loaded(self) -> bool:

@@ -21,9 +21,17 @@ WAREHOUSE_REFRESH_SELECTION = dg.AssetSelection.assets(chartmogul_customers) | d
 # Run-level guard: docker/dagster.yaml's QueuedRunCoordinator lets one run with this tag key run at a time.
 WAREHOUSE_REFRESH_RUN_TAGS = {"cm_pipeline/refresh": "warehouse", **CHARTMOGUL_API_RUN_TAGS}
 
+# The refresh runs its steps in the run's own process unless a run asks for `multiprocess: {}`: each step
+# process of the multiprocess executor loads the code location again first (~9 s per step on two cores),
+# and the extract and `dbt build` follow one another anyway (dbt runs in its own subprocess either way).
+# Run config, not `executor_def`: a run can still choose step processes, which the extract handles
+# (asset.run_is_over).
+IN_PROCESS_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+
 warehouse_refresh_job = dg.define_asset_job(
     name="warehouse_refresh_job",
     selection=WAREHOUSE_REFRESH_SELECTION,
+    config=IN_PROCESS_RUN_CONFIG,
     description="Refresh the warehouse from ChartMogul: extract chartmogul_customers (then the dbt models).",
     tags=WAREHOUSE_REFRESH_RUN_TAGS,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from cm_pipeline.extract.job import (
     build_schedules,
     warehouse_refresh_schedule,
 )
+from cm_pipeline_tests.conftest import TEST_API_KEY
 
 
 def test_job_selects_the_asset_with_its_checks_and_carries_the_run_guard_tag():
@@ -34,6 +36,31 @@ def test_job_selects_the_asset_with_its_checks_and_carries_the_run_guard_tag():
     assert expected <= checks
     asset = graph.get(dg.AssetKey("chartmogul_customers"))
     assert asset.freshness_policy is not None  # freshness is the policy's, evaluated by the daemon
+
+
+def _refresh_job() -> dg.JobDefinition:
+    """The refresh as the code location defines it (for `dg.reconstructable`)."""
+    from cm_pipeline.definitions import build_defs
+
+    return build_defs().resolve_job_def("warehouse_refresh_job")
+
+
+def test_the_refresh_runs_its_steps_in_the_runs_own_process(sandbox, fresh_db, monkeypatch):
+    monkeypatch.setenv("CHARTMOGUL_API_KEY", TEST_API_KEY)
+    monkeypatch.setenv("CHARTMOGUL_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("WAREHOUSE_URL", fresh_db)
+    config = {"ops": {"chartmogul_customers": {"config": {"per_page": 100}}}}
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(_refresh_job),
+            instance,
+            run_config=config,
+            asset_selection=[chartmogul_customers.key],
+        )
+        assert result.success
+        starts = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+        # No step process of its own: a killed run worker takes the extract with it.
+        assert starts and {e.pid for e in starts} == {os.getpid()}
 
 
 def test_asset_is_in_the_refresh_pool_and_has_a_freshness_policy():

@@ -37,7 +37,8 @@ def lock_is_free(db_url: str) -> bool:
 
 
 def start_cli_refresh(base_url: str, db_url: str, home) -> subprocess.Popen:
-    """`dagster job execute` of the refresh: its extract step runs in a child process (multiprocess)."""
+    """`dagster job execute` of the refresh, asking for the multiprocess executor (the job's default is in
+    process): its extract step runs in a child process that outlives a killed run worker."""
     env = {
         **os.environ,
         "CHARTMOGUL_API_KEY": TEST_API_KEY,
@@ -48,6 +49,7 @@ def start_cli_refresh(base_url: str, db_url: str, home) -> subprocess.Popen:
     config = home / "run_config.yaml"
     config.write_text(
         "ops: {chartmogul_customers: {config: {per_page: 10, max_workers: 2, progress_interval_seconds: 0.5}}}\n"
+        "execution: {config: {multiprocess: {}}}\n"
     )
     cmd = [dagster_bin(), "job", "execute", "-m", "cm_pipeline.definitions", "-j", "warehouse_refresh_job"]
     return subprocess.Popen(
