@@ -5,6 +5,11 @@ computed in SQL) and the id of the last successful warehouse_refresh_job run it 
 job is requested when its relation's fingerprint changed, or when a new refresh succeeded (dbt has
 rebuilt the outbound models and the warehouse state they are compared with), and the relation is
 not empty. Missing relations are skipped with a message.
+
+While a refresh is queued or running, the sensor waits and keeps its cursor: `dbt build` rewrites the
+outbound relations before the run ends, so a tick in between would launch a push for the changed
+relation and the refresh's success another one, which finds nothing left to do. If the refresh fails,
+the next tick still sees the changed relations.
 """
 
 import json
@@ -18,6 +23,12 @@ from cm_pipeline.push.push_log import quote_relation, relation_columns
 from cm_pipeline.resources import WarehouseResource
 
 REFRESH_JOB = "warehouse_refresh_job"
+_UNDER_WAY = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def relation_fingerprint(conn, relation: str) -> tuple[str, int] | None:
@@ -41,6 +52,14 @@ def last_refresh_run_id(instance: dg.DagsterInstance) -> str | None:
     return records[0].dagster_run.run_id if records else None
 
 
+def refresh_under_way(instance: dg.DagsterInstance) -> str | None:
+    """Run id of a warehouse_refresh_job run queued or in progress, if any."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=_UNDER_WAY), limit=1
+    )
+    return records[0].dagster_run.run_id if records else None
+
+
 @dg.sensor(
     name="reverse_etl_sensor",
     jobs=PUSH_JOBS,
@@ -49,6 +68,11 @@ def last_refresh_run_id(instance: dg.DagsterInstance) -> str | None:
 )
 def reverse_etl_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Fingerprint the outbound relations and request a push for each one that changed."""
+    if (running := refresh_under_way(context.instance)) is not None:
+        return dg.SensorResult(
+            skip_reason=f"warehouse refresh {running} is under way: the outbound relations are checked after it",
+            cursor=context.cursor,
+        )
     cursor = json.loads(context.cursor) if context.cursor else {}
     seen = cursor.get("fingerprints", {})
     launches = int(cursor.get("launches", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import dagster as dg
 import sqlalchemy as sa
@@ -212,3 +213,41 @@ def test_sensor_pushes_after_a_successful_refresh(wh, fresh_db):
     assert [r.job_name for r in after.run_requests] == ["push_updates_job"]
     assert after.run_requests[0].tags["cm_pipeline/trigger"].startswith("refresh ")
     assert not _evaluate(instance, fresh_db, after.cursor).run_requests
+
+
+def _refresh_under_way(instance) -> dg.DagsterRun:
+    run = dg.DagsterRun(
+        job_name="warehouse_refresh_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+    )
+    instance.add_run(run)
+    return run
+
+
+def test_sensor_waits_for_a_refresh_under_way_then_pushes_once(wh, fresh_db):
+    instance = dg.DagsterInstance.ephemeral()
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    first = _evaluate(instance, fresh_db, None)
+    running = _refresh_under_way(instance)
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip", "gold"]}])  # dbt rebuilt it mid-refresh
+    waiting = _evaluate(instance, fresh_db, first.cursor)
+    assert not waiting.run_requests and "is under way" in waiting.skip_reason.skip_message
+    assert waiting.cursor == first.cursor
+
+    instance.delete_run(running.run_id)  # that refresh ends: here, a successful one in its place
+    assert _fake_refresh_job.execute_in_process(instance=instance).success
+    after = _evaluate(instance, fresh_db, waiting.cursor)
+    assert [r.job_name for r in after.run_requests] == ["push_updates_job"]  # one push, not two
+    assert not _evaluate(instance, fresh_db, after.cursor).run_requests
+
+
+def test_sensor_pushes_a_relation_changed_by_a_refresh_that_failed(wh, fresh_db):
+    instance = dg.DagsterInstance.ephemeral()
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip"]}])
+    first = _evaluate(instance, fresh_db, None)
+    running = _refresh_under_way(instance)
+    make_updates(wh, [{"customer_uuid": "cus_1", "add_tags": ["vip", "gold"]}])
+    assert not _evaluate(instance, fresh_db, first.cursor).run_requests
+
+    instance.report_run_failed(running)
+    after = _evaluate(instance, fresh_db, first.cursor)
+    assert [r.tags["cm_pipeline/trigger"] for r in after.run_requests] == ["relation changed"]
