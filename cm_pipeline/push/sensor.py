@@ -44,18 +44,10 @@ def relation_fingerprint(conn, relation: str) -> tuple[str, int] | None:
     return row[0], int(row[1])
 
 
-def last_refresh_run_id(instance: dg.DagsterInstance) -> str | None:
-    """Run id of the latest successful warehouse_refresh_job run, if any."""
+def refresh_run_id(instance: dg.DagsterInstance, statuses: list[dg.DagsterRunStatus]) -> str | None:
+    """Run id of the latest warehouse_refresh_job run in one of `statuses`, if any."""
     records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
-    )
-    return records[0].dagster_run.run_id if records else None
-
-
-def refresh_under_way(instance: dg.DagsterInstance) -> str | None:
-    """Run id of a warehouse_refresh_job run queued or in progress, if any."""
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=_UNDER_WAY), limit=1
+        filters=dg.RunsFilter(job_name=REFRESH_JOB, statuses=statuses), limit=1
     )
     return records[0].dagster_run.run_id if records else None
 
@@ -68,7 +60,7 @@ def refresh_under_way(instance: dg.DagsterInstance) -> str | None:
 )
 def reverse_etl_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     """Fingerprint the outbound relations and request a push for each one that changed."""
-    if (running := refresh_under_way(context.instance)) is not None:
+    if (running := refresh_run_id(context.instance, _UNDER_WAY)) is not None:
         return dg.SensorResult(
             skip_reason=f"warehouse refresh {running} is under way: the outbound relations are checked after it",
             cursor=context.cursor,
@@ -76,7 +68,7 @@ def reverse_etl_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse
     cursor = json.loads(context.cursor) if context.cursor else {}
     seen = cursor.get("fingerprints", {})
     launches = int(cursor.get("launches", 0))
-    refresh = last_refresh_run_id(context.instance)
+    refresh = refresh_run_id(context.instance, [dg.DagsterRunStatus.SUCCESS])
     refreshed = refresh is not None and refresh != cursor.get("refresh_run")
 
     fingerprints: dict[str, str] = {}
