@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/extract.py                 # parts 1-3 at the issue's sizes (~25 min here)
     .venv/bin/python benchmarks/extract.py --parts 1       # one part
     .venv/bin/python benchmarks/extract.py --quick         # smaller sizes, for a smoke run
+    .venv/bin/python benchmarks/extract.py --legacy-page-fields on   # the same with the deprecated fields
 
 1. Realistic account (~45% Cancelled, ~35% Active, one Stripe source with ~70%), deprecated paging fields
    off, the sandbox at the API's limits (40 requests/s, 429 above; 250 ms per request), the project's
@@ -33,7 +34,6 @@ import argparse
 import logging
 import math
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -46,6 +46,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.cpu import CpuMeter, describe, least_seconds, postmaster_of  # noqa: E402
 from benchmarks.floor import floor  # noqa: E402
+from benchmarks.peaks import DEFINITIONS_ONLY, WITH_A_RUN, child  # noqa: E402
 from cm_pipeline.chartmogul.vocabulary import status_to_filter  # noqa: E402
 from cm_pipeline.extract.options import ExtractOptions  # noqa: E402
 from cm_pipeline.extract.run import run_extraction  # noqa: E402
@@ -61,11 +62,18 @@ LIFTED = {"max_requests_per_second": 100_000, "max_connections": 20}  # part 2 a
 TARGET_BOUND, TARGET_FIRST, TARGET_REFRESH, TARGET_RSS = 1.25, 1.25, 1.1, 1.5
 QUIET = logging.getLogger("bench.extract")
 VERDICTS: list[str] = []
+# The sandbox's deprecated first-page fields (page, per_page, current_page, total_pages): off unless
+# --legacy-page-fields on. The issue's figures are with them off; the plan must not depend on them.
+FIELDS = {"legacy_page_fields": False}
+
+
+def fields_on() -> str:
+    return " (deprecated page fields on)" if FIELDS["legacy_page_fields"] else ""
 
 
 def verdict(name: str, met: bool, figure: str, target: str) -> str:
     """One PASS/FAIL line: what was measured against what was asked; kept for the summary."""
-    line = f"{'PASS' if met else 'FAIL'}  {name}: {figure} (target {target})"
+    line = f"{'PASS' if met else 'FAIL'}  {name}{fields_on()}: {figure} (target {target})"
     VERDICTS.append(line)
     return line
 
@@ -130,7 +138,7 @@ def timed(srv, db_url: str, label: str, **options):
 def part_realistic(pg: PostgresForTests, customers: int, repeat: int) -> None:
     print(f"\n== 1. realistic account, {customers:,} customers, 250 ms, 40 req/s with 429s, defaults ==")
     print(f"  {load()}")
-    knobs = {"latency_ms": 250, "rate_limit_rps": API_RPS, "legacy_page_fields": False}
+    knobs = {"latency_ms": 250, "rate_limit_rps": API_RPS, **FIELDS}
     with SandboxProcess(
         customers=customers, seed=2, account="realistic", startup_timeout=900, **knobs
     ) as srv:
@@ -166,7 +174,7 @@ def part_zero_latency(pg: PostgresForTests, customers: int, repeat: int) -> None
         f"\n== 2. uniform account, zero latency, {customers:,} customers, limits lifted, best of {repeat} =="
     )
     print(f"  {load()}")
-    with SandboxProcess(customers=customers, seed=1, legacy_page_fields=False) as srv:
+    with SandboxProcess(customers=customers, seed=1, **FIELDS) as srv:
         floor(srv.base_url, KEY, PER_PAGE)  # warm-up: first pages of each kind, imports, connections
         scratch = sa.create_engine(pg.create_database("bench_floor"))
         loaded = sa.create_engine(pg.create_database("bench_floor_load"))
@@ -223,7 +231,7 @@ def _judge_zero_latency(scale: str, best: dict, cpu: dict) -> None:
     work = [least_seconds(cpu[key]) for key in ("copy", "first")]
     share = f"FLOOR+COPY does {work[0] / work[1]:.0%} of its CPU work; " if None not in work else ""
     VERDICTS.append(
-        f"NOTE  {scale}, first load vs FLOOR+COPY (the issue's first target): {first_vs_copy:.2f} x"
+        f"NOTE  {scale}{fields_on()}, first load vs FLOOR+COPY (the issue's first target): {first_vs_copy:.2f} x"
         f" ({'within' if first_vs_copy <= TARGET_FIRST else 'over'} {TARGET_FIRST} x; {share}restated"
         " against FLOOR+LOAD, benchmarks/README.md)"
     )
@@ -242,73 +250,13 @@ def _judge_zero_latency(scale: str, best: dict, cpu: dict) -> None:
         )
 
 
-# Peaks are read from VmHWM in /proc/self/status (Linux): it belongs to the process's own memory, begun at
-# exec. ru_maxrss is no measure in a child: exec carries the parent's high-water mark into it, and after
-# part 1 this script's own process is larger than a definitions-only child.
-PEAK = """
-def status_kib(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-"""
-DEFINITIONS_ONLY = (
-    PEAK
-    + """
-from cm_pipeline.definitions import build_defs
-build_defs()
-print(status_kib("VmHWM"))
-"""
-)
-# Also measured in the run's own process: its resident size just before the run, and its peak from then on
-# (writing 5 to /proc/self/clear_refs resets the peak to the current size; Linux).
-WITH_A_RUN = (
-    PEAK
-    + """
-import sys, time
-import dagster as dg
-from cm_pipeline.definitions import build_defs
-from cm_pipeline.extract.asset import chartmogul_customers
-from cm_pipeline.resources import ChartMogulAccess, ChartMogulResource, WarehouseResource
-
-build_defs()
-base_url, db_url = sys.argv[1:3]
-peak_before = status_kib("VmHWM")
-before = status_kib("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-started = time.perf_counter()
-result = dg.materialize(
-    [chartmogul_customers],
-    resources={
-        "chartmogul": ChartMogulResource(
-            access=ChartMogulAccess(api_key="bench-key", base_url=base_url),
-            max_requests_per_second=100000, max_connections=20,
-        ),
-        "warehouse": WarehouseResource(url=db_url),
-    },
-    run_config={"ops": {"chartmogul_customers": {"config": {"progress_interval_seconds": 60}}}},
-)
-[mat] = result.asset_materializations_for_node("chartmogul_customers")
-print(max(peak_before, status_kib("VmHWM")), round(time.perf_counter() - started, 1),
-      mat.metadata["inserted"].value, status_kib("VmHWM") - before)
-"""
-)
-
-
-def child(code: str, *args: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO_ROOT)
-    if out.returncode:
-        raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
-    return out.stdout.split()
-
-
 def part_memory(pg: PostgresForTests, sizes: list[int]) -> None:
     print(f"\n== 3. the extraction's own peak RSS, {' vs '.join(f'{n:,}' for n in sizes)} customers ==")
     baseline = int(child(DEFINITIONS_ONLY)[0])
     print(f"  a process that only loads the definitions: {baseline / 1024:.1f} MiB peak RSS")
     own = []
     for n in sizes:
-        with SandboxProcess(customers=n, seed=3, legacy_page_fields=False, startup_timeout=1800) as srv:
+        with SandboxProcess(customers=n, seed=3, startup_timeout=1800, **FIELDS) as srv:
             db = pg.create_database("bench_rss")
             rss, seconds, inserted, growth = child(WITH_A_RUN, srv.base_url, db)
             pg.drop_database(db)
@@ -354,7 +302,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="best of N, parts 1 and 2")
     parser.add_argument("--parts", default="1,2,3")
     parser.add_argument("--quick", action="store_true", help="2k and 5k / 10k / RSS 2k vs 20k")
+    parser.add_argument("--legacy-page-fields", choices=["off", "on"], default="off", help="the sandbox's")
     args = parser.parse_args()
+    FIELDS["legacy_page_fields"] = args.legacy_page_fields == "on"
     if args.quick:
         args.realistic_sizes, args.customers, args.rss_sizes = "2000,5000", 10_000, "2000,20000"
     pg = PostgresForTests()
@@ -368,6 +318,7 @@ def main() -> None:
 
     pg.create_database = tracked
     print(f"python {sys.version.split()[0]}, Postgres via {pg.source}; {load()}")
+    print(f"the sandbox's deprecated page fields: {args.legacy_page_fields}")
     try:
         parts = set(args.parts.split(","))
         if "1" in parts:
