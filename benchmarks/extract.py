@@ -184,7 +184,7 @@ def part_zero_latency(pg: PostgresForTests, customers: int, repeat: int) -> None
         best = {"floor": math.inf, "copy": math.inf, "load": math.inf, "first": math.inf, "refresh": math.inf}
         cpu = {}  # CPU seconds of the best run of each kind
 
-        def timed(key: str, run, *args):
+        def keep_best(key: str, run, *args):
             """run(*args) -> seconds or (seconds, result); keeps the best time and its CPU seconds."""
             before = meter.sample()
             out = run(*args)
@@ -194,14 +194,14 @@ def part_zero_latency(pg: PostgresForTests, customers: int, repeat: int) -> None
             return result
 
         for _ in range(repeat):
-            timed("floor", floor, srv.base_url, KEY, PER_PAGE)
-            timed("copy", floor, srv.base_url, KEY, PER_PAGE, scratch)
-            timed("load", floor, srv.base_url, KEY, PER_PAGE, loaded, "load")
+            keep_best("floor", floor, srv.base_url, KEY, PER_PAGE)
+            keep_best("copy", floor, srv.base_url, KEY, PER_PAGE, scratch)
+            keep_best("load", floor, srv.base_url, KEY, PER_PAGE, loaded, "load")
             db = pg.create_database("bench_zero")
             srv.control.reset_stats()
-            first = timed("first", extract, srv.base_url, db, LIFTED)
+            first = keep_best("first", extract, srv.base_url, db, LIFTED)
             stats = srv.control.stats()
-            steady = timed("refresh", extract, srv.base_url, db, LIFTED)
+            steady = keep_best("refresh", extract, srv.base_url, db, LIFTED)
             assert first.publish.inserted == customers and steady.publish.unchanged == customers
             pg.drop_database(db)
         scratch.dispose()

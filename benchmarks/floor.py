@@ -29,7 +29,16 @@ from cm_pipeline.warehouse.schema import (
 )
 
 
-class _CopySink:
+class _Sink:
+    """Where a floor writes its pages, over a connection of its own."""
+
+    conn = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _CopySink(_Sink):
     """FLOOR+COPY: (uuid, raw jsonb) of each page into an unindexed scratch table."""
 
     def __init__(self, engine: Engine):
@@ -55,7 +64,7 @@ _LOAD = (
 )
 
 
-class _LoadSink:
+class _LoadSink(_Sink):
     """FLOOR+LOAD: each page validated, mapped and inserted into an empty chartmogul.customers."""
 
     def __init__(self, engine: Engine):
@@ -102,5 +111,5 @@ def floor(base_url: str, key: str, per_page: int, engine: Engine | None = None, 
     elapsed = time.perf_counter() - started
     session.close()
     if writer is not None:
-        writer.conn.close()
+        writer.close()
     return elapsed
